@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Prepares .venv for running (default) or testing (--test) the platform on a fresh Debian machine.
+# Idempotent and quick on repeat: work is skipped while pyproject.toml and this script are unchanged.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mode="${1:-run}"
+venv="$root/.venv"
+
+run_apt=(espeak-ng)
+test_apt=(curl)
+
+log() { printf '\033[1;34m[voipbin]\033[0m %s\n' "$*" >&2; }
+
+install_apt() {
+    # System packages only when we may install them: root on a Debian-like host.
+    [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null || return 0
+    local missing=()
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    ((${#missing[@]})) || return 0
+    log "installing system packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+pick_python() {
+    for py in python3.12 python3.11 python3; do
+        if command -v "$py" >/dev/null && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+            echo "$py"; return 0
+        fi
+    done
+    log "Python 3.11 or newer is required"; exit 1
+}
+
+extras=""
+packages=("${run_apt[@]}")
+if [[ "$mode" == "--test" ]]; then
+    extras="[test]"
+    packages+=("${test_apt[@]}")
+fi
+install_apt "${packages[@]}"
+
+if [[ ! -x "$venv/bin/python" ]]; then
+    log "creating virtual environment in .venv"
+    "$(pick_python)" -m venv "$venv"
+fi
+
+stamp="$venv/.installed$extras"
+want="$(cat "$root/pyproject.toml" "$root/scripts/bootstrap.sh" | sha256sum | cut -c1-16)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+    log "installing Python packages (first run takes a minute)"
+    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$venv/bin/python" -m pip install -q -e "$root$extras"
+    echo "$want" >"$stamp"
+fi

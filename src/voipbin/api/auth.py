@@ -1,0 +1,102 @@
+"""``/auth``: headless signup with an emailed code, and password login for a JWT."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from voipbin.accounts import signup
+from voipbin.accounts.customers import Profile
+from voipbin.api.accesskeys import created_view
+from voipbin.api.deps import PlatformDep
+from voipbin.api.errors import ApiError, unauthenticated
+from voipbin.api.schemas import AccesskeyCreated, LongText, ShortText, Strict, WebhookMethod
+from voipbin.auth.passwords import verify_secret
+from voipbin.store.models import Agent, Customer
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+class SignupIn(Strict):
+    email: Annotated[str, Field(max_length=320)] = ""
+    name: ShortText = ""
+    detail: LongText = ""
+    phone_number: Annotated[str, Field(max_length=32)] = ""
+    address: LongText = ""
+    webhook_method: WebhookMethod = ""
+    webhook_uri: Annotated[str, Field(max_length=2048)] = ""
+    accepted_tos: bool | None = None
+
+
+class SignupOut(BaseModel):
+    temp_token: str = Field(description="Empty when the email is invalid or already registered.")
+
+
+class CompleteSignupIn(Strict):
+    temp_token: Annotated[str, Field(min_length=1, max_length=64)]
+    code: Annotated[str, Field(min_length=1, max_length=16)]
+
+
+class CompleteSignupOut(BaseModel):
+    customer_id: str
+    accesskey: AccesskeyCreated
+
+
+class LoginIn(Strict):
+    username: Annotated[str, Field(min_length=1, max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class LoginOut(BaseModel):
+    username: str
+    token: str
+
+
+@router.post("/signup", response_model=SignupOut, summary="Start a headless signup (always 200)")
+async def post_signup(body: SignupIn, platform: PlatformDep) -> SignupOut:
+    profile = Profile(
+        email=body.email.strip(),
+        name=body.name,
+        detail=body.detail,
+        phone_number=body.phone_number,
+        address=body.address,
+        webhook_method=body.webhook_method,
+        webhook_uri=body.webhook_uri,
+    )
+    return SignupOut(temp_token=await signup.start(platform, profile))
+
+
+@router.post(
+    "/complete-signup",
+    response_model=CompleteSignupOut,
+    summary="Finish a signup with the 6-digit code",
+    responses={400: {"description": "Unknown temp_token, wrong or expired code"}, 429: {"description": "Too many attempts"}},
+)
+async def post_complete_signup(body: CompleteSignupIn, platform: PlatformDep) -> CompleteSignupOut:
+    try:
+        done = await signup.complete(platform, body.temp_token, body.code.strip())
+    except signup.SignupError as exc:
+        raise ApiError(exc.status_code, exc.reason, exc.message) from None
+    return CompleteSignupOut(customer_id=done.customer.id, accesskey=created_view(done.accesskey, done.token))
+
+
+@router.post("/login", response_model=LoginOut, summary="Log in with username and password for a 7-day JWT")
+async def post_login(body: LoginIn, platform: PlatformDep, response: Response) -> LoginOut:
+    async with platform.store.session() as session:
+        agent = await session.scalar(
+            select(Agent)
+            .join(Customer, Customer.id == Agent.customer_id)
+            .where(func.lower(Agent.username) == body.username.strip().lower())
+            .where(Agent.tm_delete.is_(None), Customer.tm_delete.is_(None))
+        )
+    # Verified even for an unknown user, so timing does not reveal which usernames exist.
+    if not verify_secret(agent.password_hash if agent else "", body.password) or agent is None:
+        raise unauthenticated("Wrong username or password.")
+    token = platform.jwt.issue(agent.id, agent.customer_id, agent.username, agent.permission, platform.clock.read())
+    response.set_cookie(
+        "token", token, max_age=platform.settings.jwt_lifetime_s, httponly=True, secure=True, samesite="strict"
+    )
+    return LoginOut(username=agent.username, token=token)

@@ -1,0 +1,149 @@
+"""``/v1.0/customer`` (the caller's own account) and ``/v1.0/customers`` (the operator's view)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter
+from pydantic import Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from voipbin.accounts.customers import Profile, create_customer
+from voipbin.accounts.signup import normalize_email
+from voipbin.api.crud import page
+from voipbin.api.deps import AdminDep, PagingDep, PlatformDep, StaffDep, SuperadminDep
+from voipbin.api.errors import bad_request, conflict, not_found
+from voipbin.api.schemas import CustomerOut, CustomerSelf, LongText, Page, ShortText, Strict, WebhookMethod
+from voipbin.auth.permissions import Permission
+from voipbin.core.ids import is_uuid
+from voipbin.events.topics import customer_topic
+from voipbin.store.db import Tx
+from voipbin.store.models import Agent, Customer
+
+router = APIRouter(prefix="/v1.0", tags=["customer"])
+
+Url = Annotated[str, Field(max_length=2048)]
+
+
+class CustomerUpdate(Strict):
+    name: ShortText | None = None
+    detail: LongText | None = None
+    email: Annotated[str, Field(max_length=320)] | None = None
+    phone_number: Annotated[str, Field(max_length=32)] | None = None
+    address: LongText | None = None
+    webhook_method: WebhookMethod | None = None
+    webhook_uri: Url | None = None
+
+    @field_validator("webhook_uri")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL, or empty to stop webhooks")
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and normalize_email(value) is None:
+            raise ValueError("is not a valid email address")
+        return value
+
+
+class CustomerCreate(CustomerUpdate):
+    email: Annotated[str, Field(min_length=3, max_length=320)]  # type: ignore[assignment]
+    password: Annotated[str, Field(min_length=8, max_length=1024)] = ""
+
+
+def _emit(tx: Tx, customer: Customer, action: str) -> None:
+    tx.emit(customer.id, f"customer_{action}", CustomerOut.model_validate(customer).public(),
+            [customer_topic(customer.id, "customer", customer.id)])
+
+
+def _apply(customer: Customer, body: CustomerUpdate, tx: Tx) -> None:
+    changes = body.model_dump(exclude_none=True, exclude={"password"})
+    if changes.get("webhook_uri") and not (changes.get("webhook_method") or customer.webhook_method):
+        changes["webhook_method"] = "POST"
+    for field, value in changes.items():
+        setattr(customer, field, value)
+    customer.tm_update = tx.clock.now()
+
+
+async def _live_customer(session: AsyncSession, customer_id: str) -> Customer:
+    customer = None
+    if is_uuid(customer_id):
+        customer = await session.scalar(select(Customer).where(Customer.id == customer_id, Customer.tm_delete.is_(None)))
+    if customer is None:
+        raise not_found("customer")
+    return customer
+
+
+@router.get("/customer", response_model=CustomerSelf | CustomerOut, summary="Your customer account")
+async def get_own(platform: PlatformDep, who: StaffDep) -> CustomerOut:
+    async with platform.store.session() as session:
+        customer = await _live_customer(session, who.customer_id)
+    # The webhook secret is an administrator's business.
+    view = CustomerSelf if who.permission & Permission.CUSTOMER_ADMIN or who.is_superadmin else CustomerOut
+    return view.model_validate(customer)
+
+
+@router.put("/customer", response_model=CustomerSelf, summary="Update your account, e.g. its webhook")
+async def update_own(body: CustomerUpdate, platform: PlatformDep, who: AdminDep) -> CustomerSelf:
+    async with platform.store.transaction() as tx:
+        customer = await _live_customer(tx.session, who.customer_id)
+        _apply(customer, body, tx)
+        _emit(tx, customer, "updated")
+    return CustomerSelf.model_validate(customer)
+
+
+@router.get("/customers", response_model=Page[CustomerOut], tags=["operator"])
+async def list_all(platform: PlatformDep, _: SuperadminDep, paging: PagingDep) -> Page[CustomerOut]:
+    async with platform.store.session() as session:
+        rows, token = await page(session, select(Customer).where(Customer.tm_delete.is_(None)), Customer, paging)
+    return Page(result=[CustomerOut.model_validate(r) for r in rows], next_page_token=token)
+
+
+@router.post("/customers", response_model=CustomerOut, tags=["operator"], summary="Create a customer and its admin")
+async def create(body: CustomerCreate, platform: PlatformDep, _: SuperadminDep) -> CustomerOut:
+    email = normalize_email(body.email)
+    if email is None:
+        raise bad_request("'email' is not a valid email address.")
+    async with platform.store.transaction() as tx:
+        if await tx.session.scalar(select(Agent.id).where(Agent.username == email, Agent.tm_delete.is_(None))):
+            raise conflict(f"{email} already has an account.")
+        fields = body.model_dump(exclude_none=True, exclude={"password", "email"})
+        customer, _admin = await create_customer(
+            tx, Profile(email=email, **fields), admin_password=body.password, email_verified=True
+        )
+        _emit(tx, customer, "created")
+    return CustomerOut.model_validate(customer)
+
+
+@router.get("/customers/{customer_id}", response_model=CustomerOut, tags=["operator"])
+async def get(customer_id: str, platform: PlatformDep, _: SuperadminDep) -> CustomerOut:
+    async with platform.store.session() as session:
+        return CustomerOut.model_validate(await _live_customer(session, customer_id))
+
+
+@router.put("/customers/{customer_id}", response_model=CustomerOut, tags=["operator"])
+async def update(customer_id: str, body: CustomerUpdate, platform: PlatformDep, _: SuperadminDep) -> CustomerOut:
+    async with platform.store.transaction() as tx:
+        customer = await _live_customer(tx.session, customer_id)
+        _apply(customer, body, tx)
+        _emit(tx, customer, "updated")
+    return CustomerOut.model_validate(customer)
+
+
+@router.delete("/customers/{customer_id}", response_model=CustomerOut, tags=["operator"])
+async def delete(customer_id: str, platform: PlatformDep, who: SuperadminDep) -> CustomerOut:
+    if customer_id == who.customer_id:
+        raise bad_request("The operator's own customer cannot be deleted.")
+    async with platform.store.transaction() as tx:
+        customer = await _live_customer(tx.session, customer_id)
+        customer.status = "deleted"
+        customer.tm_delete = customer.tm_update = tx.clock.now()
+        _emit(tx, customer, "deleted")
+    return CustomerOut.model_validate(customer)

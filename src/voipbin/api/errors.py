@@ -1,0 +1,194 @@
+"""The error envelope every failing request gets, and the handlers that guarantee it.
+
+``{"error": {"status": "INVALID_ARGUMENT", "reason": "MISSING_REQUEST_PARAMETER",
+"message": "...", "request_id": "..."}}`` with the matching HTTP code (VoIPBIN's HEAD format).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    402: "PAYMENT_REQUIRED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "ALREADY_EXISTS",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, reason: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.reason = reason
+        self.message = message
+        self.headers = headers
+
+
+def bad_request(message: str, reason: str = "INVALID_REQUEST_PARAMETER") -> ApiError:
+    return ApiError(400, reason, message)
+
+
+def not_found(resource: str) -> ApiError:
+    return ApiError(404, f"{resource.upper()}_NOT_FOUND", f"No {resource} with that id exists in your account.")
+
+
+def conflict(message: str, reason: str = "ALREADY_EXISTS") -> ApiError:
+    return ApiError(409, reason, message)
+
+
+def forbidden(message: str = "Your permission level does not allow this request.") -> ApiError:
+    return ApiError(403, "PERMISSION_DENIED", message)
+
+
+def unauthenticated(message: str, reason: str = "INVALID_CREDENTIALS") -> ApiError:
+    return ApiError(401, reason, message)
+
+
+def request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "") or "")
+
+
+def envelope(status_code: int, reason: str, message: str, rid: str) -> dict[str, Any]:
+    return {
+        "error": {
+            "status": STATUS_NAMES.get(status_code, "UNKNOWN"),
+            "reason": reason,
+            "message": message,
+            "request_id": rid,
+        }
+    }
+
+
+def error_response(request: Request, status_code: int, reason: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(envelope(status_code, reason, message, request_id(request)), status_code, headers=headers)
+
+
+def _describe(errors: list[dict[str, Any]]) -> tuple[str, str]:
+    """A sentence a person can act on, from pydantic's first few errors."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return "INVALID_JSON_BODY", "The request body is not valid JSON."
+    parts, reason = [], "INVALID_REQUEST_PARAMETER"
+    for error in errors[:5]:
+        location = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        field = ".".join(location) or "body"
+        if error.get("type") == "missing":
+            reason = "MISSING_REQUEST_PARAMETER"
+            parts.append(f"'{field}' is required")
+        else:
+            parts.append(f"'{field}': {error.get('msg', 'is invalid')}")
+    return reason, "; ".join(parts) + "."
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(request, exc.status_code, exc.reason, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        reason, message = _describe(list(exc.errors()))
+        return error_response(request, 400, reason, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = {404: "ROUTE_NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        message = {404: f"No route {request.url.path}.", 405: f"{request.method} is not allowed on {request.url.path}."}.get(
+            exc.status_code, str(exc.detail)
+        )
+        return error_response(request, exc.status_code, reason, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(request, 500, "INTERNAL_ERROR", "Something went wrong on our side; it has been logged.")
+
+
+class RequestContext:
+    """ASGI middleware: a request id on every request, and a cap on request body size.
+
+    Written as plain ASGI (not BaseHTTPMiddleware) so WebSockets and streaming pass untouched.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        rid = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await self._too_large(send, rid)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            await self._too_large(send, rid)
+
+    async def _too_large(self, send: Send, rid: str) -> None:
+        body = JSONResponse(
+            envelope(413, "REQUEST_TOO_LARGE", f"Request bodies are limited to {self.max_body_bytes} bytes.", rid), 413
+        )
+        await body({"type": "http"}, _no_receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

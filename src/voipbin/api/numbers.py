@@ -1,0 +1,106 @@
+"""``/v1.0/numbers``: E.164 phone numbers a customer owns, each pointing at flows."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter
+from pydantic import Field, field_validator
+from sqlalchemy import select
+
+from voipbin.accounts.customers import VIRTUAL_PREFIX
+from voipbin.api.crud import apply_update, emit_change, get_owned, list_view, soft_delete
+from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
+from voipbin.api.errors import bad_request, conflict
+from voipbin.api.schemas import LongText, NumberOut, Page, ShortText, Strict
+from voipbin.core.ids import is_uuid, new_id
+from voipbin.store.models import Number
+
+router = APIRouter(prefix="/v1.0/numbers", tags=["numbers"])
+
+E164_RULE = "a '+' then the country code and number, 2 to 15 digits in all, no spaces or dashes (e.g. +15551234567)"
+E164 = Annotated[str, Field(min_length=1, max_length=20, description=f"E.164: {E164_RULE}")]
+FlowId = Annotated[str, Field(max_length=36, description="A flow id, or empty for none.")]
+
+
+def is_e164(value: str) -> bool:
+    digits = value[1:]
+    return value.startswith("+") and digits.isascii() and digits.isdigit() and 2 <= len(digits) <= 15 and digits[0] != "0"
+
+
+class _FlowRefs(Strict):
+    @field_validator("call_flow_id", "message_flow_id", check_fields=False)
+    @classmethod
+    def _flow_id(cls, value: str | None) -> str | None:
+        if value and not is_uuid(value):
+            raise ValueError("must be a flow id (UUID) or empty")
+        return value
+
+
+class NumberIn(_FlowRefs):
+    number: E164
+    type: Literal["normal", "virtual"] = "normal"
+    call_flow_id: FlowId = ""
+    message_flow_id: FlowId = ""
+    name: ShortText = ""
+    detail: LongText = ""
+
+
+class NumberUpdate(_FlowRefs):
+    call_flow_id: FlowId | None = None
+    message_flow_id: FlowId | None = None
+    name: ShortText | None = None
+    detail: LongText | None = None
+
+
+@router.post("", response_model=NumberOut, summary="Acquire a number")
+async def create(body: NumberIn, platform: PlatformDep, who: StaffDep) -> NumberOut:
+    if not is_e164(body.number):
+        raise bad_request(f"'number' must be E.164: {E164_RULE}.")
+    if body.type == "virtual" and not body.number.startswith(VIRTUAL_PREFIX):
+        raise bad_request(f"Virtual numbers start with {VIRTUAL_PREFIX}.")
+    async with platform.store.transaction() as tx:
+        taken = await tx.session.scalar(
+            select(Number.id).where(Number.number == body.number, Number.tm_delete.is_(None))
+        )
+        if taken:
+            raise conflict(f"{body.number} is already in use.")
+        now = tx.clock.now()
+        number = Number(
+            id=new_id(),
+            customer_id=who.customer_id,
+            status="active",
+            tm_purchase=now,
+            tm_create=now,
+            **body.model_dump(),
+        )
+        tx.session.add(number)
+        return emit_change(tx, number, NumberOut, "number", "created")
+
+
+@router.get("", response_model=Page[NumberOut])
+async def list_(platform: PlatformDep, who: StaffDep, paging: PagingDep) -> Page[NumberOut]:
+    return await list_view(platform, Number, NumberOut, who.customer_id, paging)
+
+
+@router.get("/{number_id}", response_model=NumberOut)
+async def get(number_id: str, platform: PlatformDep, who: StaffDep) -> NumberOut:
+    async with platform.store.session() as session:
+        return NumberOut.model_validate(await get_owned(session, Number, number_id, who.customer_id, "number"))
+
+
+@router.put("/{number_id}", response_model=NumberOut)
+async def update(number_id: str, body: NumberUpdate, platform: PlatformDep, who: StaffDep) -> NumberOut:
+    async with platform.store.transaction() as tx:
+        number = await get_owned(tx.session, Number, number_id, who.customer_id, "number")
+        apply_update(number, body, tx)
+        return emit_change(tx, number, NumberOut, "number", "updated")
+
+
+@router.delete("/{number_id}", response_model=NumberOut, summary="Release a number")
+async def delete(number_id: str, platform: PlatformDep, who: StaffDep) -> NumberOut:
+    async with platform.store.transaction() as tx:
+        number = await get_owned(tx.session, Number, number_id, who.customer_id, "number")
+        number.status = "deleted"
+        soft_delete(number, tx)
+        return emit_change(tx, number, NumberOut, "number", "deleted")

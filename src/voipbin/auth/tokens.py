@@ -1,0 +1,83 @@
+"""JWTs for logins and opaque access-key tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import jwt
+
+ALGORITHM = "HS256"
+ACCESSKEY_PREFIX = "vb_"
+_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class Claims:
+    agent_id: str
+    customer_id: str
+    username: str
+    permission: int
+    expires: datetime
+
+
+class JwtSigner:
+    def __init__(self, secret: bytes, lifetime: timedelta) -> None:
+        self._secret = secret
+        self.lifetime = lifetime
+
+    def issue(self, agent_id: str, customer_id: str, username: str, permission: int, now: datetime) -> str:
+        expires = now + self.lifetime
+        payload = {
+            "type": "agent",
+            "sub": agent_id,
+            "agent": {
+                "id": agent_id,
+                "customer_id": customer_id,
+                "username": username,
+                "permission": permission,
+            },
+            "iat": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+            "expire": expires.isoformat(),
+        }
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Claims | None:
+        """The claims of a valid, unexpired token of ours, else None."""
+        try:
+            payload = jwt.decode(token, self._secret, algorithms=[ALGORITHM], options={"require": ["exp"]})
+            agent = payload["agent"]
+            return Claims(
+                agent_id=str(agent["id"]),
+                customer_id=str(agent["customer_id"]),
+                username=str(agent["username"]),
+                permission=int(agent["permission"]),
+                expires=datetime.fromtimestamp(payload["exp"]).astimezone(),
+            )
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            return None
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The per-install signing secret, created on first use and readable only by its owner."""
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(32)
+    path.touch(mode=0o600)
+    path.write_text(secret.hex())
+    return secret
+
+
+def new_accesskey_token() -> str:
+    return ACCESSKEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(32))
+
+
+def hash_accesskey_token(token: str) -> str:
+    # Tokens carry 190 bits of randomness, so a fast hash is enough and allows lookup by hash.
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,138 @@
+"""The ``voipbin`` command: start, init, mail."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from voipbin import __version__
+from voipbin.accounts.bootstrap import ADMIN_PASSWORD, ADMIN_USERNAME
+from voipbin.config import Settings, from_env
+from voipbin.core.tls import ensure_certificate
+from voipbin.mail.outbox import read_outbox
+from voipbin.runtime import Platform
+from voipbin.server import endpoints, serve, tls_names
+
+app = typer.Typer(help="A self-hosted VoIPBIN-compatible voice platform.", no_args_is_help=True, add_completion=False)
+console = Console()
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Where the database, keys and mail live. [env VOIPBIN_DATA_DIR; default ./data]")]
+Host = Annotated[str | None, typer.Option("--host", help="Address to listen on. [env VOIPBIN_HOST; default 0.0.0.0]")]
+ApiPort = Annotated[int | None, typer.Option("--api-port", help="HTTPS API port. [env VOIPBIN_API_PORT; default 8443]")]
+HttpPort = Annotated[int | None, typer.Option("--http-port", help="Plain HTTP port for local tools. [env VOIPBIN_HTTP_PORT; default 8080]")]
+SipPort = Annotated[int | None, typer.Option("--sip-port", help="SIP UDP/TCP port. [env VOIPBIN_SIP_PORT; default 5060]")]
+PublicAddress = Annotated[str | None, typer.Option("--public-address", help="Address phones and carriers reach us at (behind NAT). [env VOIPBIN_PUBLIC_ADDRESS]")]
+DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL; default SQLite in the data dir. [env VOIPBIN_DATABASE_URL]")]
+SmtpUrl = Annotated[str | None, typer.Option("--smtp-url", help="smtp://user:pass@host:port; default keeps mail as .eml files. [env VOIPBIN_SMTP_URL]")]
+
+
+def _settings(**flags: Any) -> Settings:
+    return from_env(**flags)
+
+
+def _init(settings: Settings) -> None:
+    async def run() -> None:
+        platform = Platform(settings)
+        await platform.start()
+        await platform.stop()
+
+    asyncio.run(run())
+    ensure_certificate(settings.data_dir / "tls", tls_names(settings))
+
+
+@app.command()
+def init(data_dir: DataDir = None, database_url: DatabaseUrl = None, public_address: PublicAddress = None) -> None:
+    """Create the data dir, database, TLS certificate and the admin@localhost account."""
+    settings = _settings(data_dir=data_dir, database_url=database_url, public_address=public_address)
+    _init(settings)
+    console.print(f"[green]Initialized[/] {settings.data_dir.resolve()} (admin: {ADMIN_USERNAME} / {ADMIN_PASSWORD})")
+
+
+@app.command()
+def start(
+    data_dir: DataDir = None,
+    host: Host = None,
+    api_port: ApiPort = None,
+    http_port: HttpPort = None,
+    sip_port: SipPort = None,
+    public_address: PublicAddress = None,
+    database_url: DatabaseUrl = None,
+    smtp_url: SmtpUrl = None,
+) -> None:
+    """Run the whole platform in the foreground (Ctrl-C stops it)."""
+    settings = _settings(
+        data_dir=data_dir,
+        host=host,
+        api_port=api_port,
+        http_port=http_port,
+        sip_port=sip_port,
+        public_address=public_address,
+        database_url=database_url,
+        smtp_url=smtp_url,
+    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def run() -> None:
+        ready = asyncio.Event()
+        server = asyncio.create_task(serve(settings, ready))
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait([server, waiter], return_when=asyncio.FIRST_COMPLETED)
+        if ready.is_set():
+            _banner(settings)
+        waiter.cancel()
+        await server
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    console.print("[yellow]stopped[/]")
+
+
+def _banner(settings: Settings) -> None:
+    where = endpoints(settings)
+    table = Table.grid(padding=(0, 2))
+    table.add_row("API (HTTPS)", where.api)
+    table.add_row("API (HTTP, local tools)", where.http)
+    table.add_row("Events WebSocket", where.websocket)
+    table.add_row("API docs", where.docs)
+    table.add_row("Admin login", f"{ADMIN_USERNAME} / {ADMIN_PASSWORD}")
+    table.add_row("Mailbox", f"voipbin mail --data-dir {settings.data_dir}")
+    table.add_row("Data", str(settings.data_dir.resolve()))
+    first = (
+        f"curl -k -X POST {where.api}/auth/login -H 'Content-Type: application/json' "
+        f"-d '{{\"username\": \"{ADMIN_USERNAME}\", \"password\": \"{ADMIN_PASSWORD}\"}}'"
+    )
+    console.print(Panel(table, title=f"VoIPBIN {__version__} is running", subtitle="Ctrl-C to stop"))
+    console.print(f"First request:\n  {first}", soft_wrap=True)
+
+
+@app.command()
+def mail(
+    message_id: Annotated[str | None, typer.Argument(help="Show this message in full.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List the mail the platform sent (kept in the data dir when no SMTP server is set)."""
+    settings = _settings(data_dir=data_dir)
+    mails = read_outbox(settings.mail_dir)
+    if message_id:
+        found = next((m for m in mails if m.id == message_id or m.id.startswith(message_id)), None)
+        if found is None:
+            raise typer.BadParameter(f"no message {message_id} in {settings.mail_dir}")
+        console.print(f"From: {found.sender}\nTo: {found.to}\nSubject: {found.subject}\n\n{found.body}")
+        return
+    table = Table("id", "date", "to", "subject")
+    for m in mails:
+        table.add_row(m.id, m.date.isoformat(timespec="seconds") if m.date else "", m.to, m.subject)
+    console.print(table if mails else f"No mail in {settings.mail_dir}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,90 @@
+"""Settings of one platform instance, from CLI flags and ``VOIPBIN_*`` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "VOIPBIN_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./data")
+    host: str = "0.0.0.0"
+    api_port: int = 8443
+    http_port: int = 8080
+    sip_port: int = 5060
+    public_address: str = ""
+    domain: str = "voipbin.test"
+    database_url: str = ""
+    smtp_url: str = ""
+    mail_from: str = "VoIPBIN <no-reply@voipbin.test>"
+    # Base URL people click in emails; derived from the HTTPS port when empty.
+    public_url: str = ""
+    jwt_lifetime_s: int = 7 * 24 * 3600
+    accesskey_default_expire_s: int = 365 * 24 * 3600
+    signup_code_lifetime_s: int = 15 * 60
+    signup_max_attempts: int = 5
+    max_body_bytes: int = 1 << 20
+    webhook_timeout_s: float = 5.0
+    webhook_retry_base_s: float = 2.0
+    webhook_retry_max_s: float = 300.0
+    webhook_max_age_s: float = 24 * 3600.0
+    sandbox: bool = True
+    log_level: str = "info"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'voipbin.db'}"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.data_dir / "mail"
+
+    @property
+    def advertised_address(self) -> str:
+        if self.public_address:
+            return self.public_address
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"https://{self.advertised_address}:{self.api_port}"
+
+    def registrar_domain(self, customer_id: str) -> str:
+        return f"{customer_id}.registrar.{self.domain}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, Path):
+        return Path(raw)
+    return raw
+
+
+def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults, then ``VOIPBIN_<FIELD>`` variables, then explicit overrides (CLI flags)."""
+    environ = dict(os.environ if environ is None else environ)
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        if f.name == "extra":
+            continue
+        raw = environ.get(ENV_PREFIX + f.name.upper())
+        if raw is not None and raw != "":
+            values[f.name] = _coerce(raw, getattr(defaults, f.name))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

@@ -1,0 +1,117 @@
+"""Outgoing email: through SMTP when configured, otherwise kept as ``.eml`` files in the data dir.
+
+The file outbox is the embedded default, so a newcomer finishes signup without a mail server:
+``voipbin mail`` (and the console's mailbox) read the messages back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import format_datetime, make_msgid, parsedate_to_datetime
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+
+class Mailer(Protocol):
+    async def send(self, message: EmailMessage) -> None: ...
+
+
+def compose(sender: str, to: str, subject: str, text: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(timezone.utc))
+    message["Message-ID"] = make_msgid(domain="voipbin.local")
+    message.set_content(text)
+    return message
+
+
+class FileOutbox:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def send(self, message: EmailMessage) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        msgid = str(message["Message-ID"]).strip("<>").split("@")[0]
+        path = self.directory / f"{stamp}-{msgid}.eml"
+        path.write_bytes(message.as_bytes(policy=policy.SMTP))
+        log.info("mail to %s kept in %s: %s", message["To"], path, message["Subject"])
+
+
+class SmtpMailer:
+    """``smtp://user:pass@host:port`` (STARTTLS when offered) or ``smtps://`` (TLS from the start)."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError(f"--smtp-url must look like smtp://user:password@host:port, got {url!r}")
+        self._tls = parts.scheme == "smtps"
+        self._host = parts.hostname
+        self._port = parts.port or (465 if self._tls else 25)
+        self._user = unquote(parts.username or "")
+        self._password = unquote(parts.password or "")
+
+    async def send(self, message: EmailMessage) -> None:
+        await asyncio.to_thread(self._send, message)
+
+    def _send(self, message: EmailMessage) -> None:
+        context = ssl.create_default_context()
+        smtp_class = smtplib.SMTP_SSL if self._tls else smtplib.SMTP
+        kwargs = {"context": context} if self._tls else {}
+        with smtp_class(self._host, self._port, timeout=10, **kwargs) as smtp:
+            if not self._tls and smtp.has_extn("starttls"):
+                smtp.starttls(context=context)
+            if self._user:
+                smtp.login(self._user, self._password)
+            smtp.send_message(message)
+
+
+@dataclass(frozen=True)
+class StoredMail:
+    id: str
+    path: Path
+    sender: str
+    to: str
+    subject: str
+    date: datetime | None
+    body: str
+
+
+def read_outbox(directory: Path) -> list[StoredMail]:
+    """Messages in a file outbox, newest first."""
+    if not directory.is_dir():
+        return []
+    mails = [_read(path) for path in directory.glob("*.eml")]
+    return sorted(mails, key=lambda m: m.path.name, reverse=True)
+
+
+def _read(path: Path) -> StoredMail:
+    message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    body_part = message.get_body(preferencelist=("plain", "html"))
+    date_header = message["Date"]
+    return StoredMail(
+        id=path.stem,
+        path=path,
+        sender=str(message["From"] or ""),
+        to=str(message["To"] or ""),
+        subject=str(message["Subject"] or ""),
+        date=parsedate_to_datetime(date_header) if date_header else None,
+        body=body_part.get_content() if body_part is not None else "",
+    )
+
+
+def make_mailer(smtp_url: str, outbox_dir: Path) -> Mailer:
+    return SmtpMailer(smtp_url) if smtp_url else FileOutbox(outbox_dir)

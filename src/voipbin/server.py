@@ -1,0 +1,93 @@
+"""``voipbin start``: the platform and its HTTPS and HTTP listeners in one asyncio process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from voipbin.api.app import create_app
+from voipbin.config import Settings
+from voipbin.core.tls import ensure_certificate
+from voipbin.runtime import Platform
+
+log = logging.getLogger(__name__)
+
+
+class _Listener(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to us (two of them share one process)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    api: str
+    http: str
+    websocket: str
+    sip: str
+    docs: str
+
+
+def endpoints(settings: Settings) -> Endpoints:
+    address = settings.advertised_address
+    return Endpoints(
+        api=f"https://{address}:{settings.api_port}",
+        http=f"http://{address}:{settings.http_port}",
+        websocket=f"wss://{address}:{settings.api_port}/v1.0/ws",
+        sip=f"udp/tcp {address}:{settings.sip_port}",
+        docs=f"https://{address}:{settings.api_port}/docs",
+    )
+
+
+def tls_names(settings: Settings) -> list[str]:
+    names = ["api." + settings.domain, "localhost", "127.0.0.1", "::1", settings.domain, "*." + settings.domain]
+    if settings.public_address:
+        names.append(settings.public_address)
+    return names
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    platform = Platform(settings)
+    await platform.start()
+    app = create_app(platform)
+    cert, key = ensure_certificate(settings.data_dir / "tls", tls_names(settings))
+    common = {"lifespan": "off", "log_level": settings.log_level, "ws_ping_interval": 20.0, "ws_ping_timeout": 20.0}
+    listeners = [
+        _Listener(uvicorn.Config(app, host=settings.host, port=settings.api_port,
+                                 ssl_certfile=str(cert), ssl_keyfile=str(key), **common)),  # type: ignore[arg-type]
+        _Listener(uvicorn.Config(app, host=settings.host, port=settings.http_port, **common)),  # type: ignore[arg-type]
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(listener.serve()) for listener in listeners]
+    try:
+        while not all(listener.started for listener in listeners):
+            if any(task.done() for task in tasks):
+                raise SystemExit("a listener failed to start (is the port in use?)")
+            await asyncio.sleep(0.05)
+        if ready is not None:
+            ready.set()
+        await _until_stopped(stop, tasks)
+    finally:
+        for listener in listeners:
+            listener.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await platform.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _until_stopped(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
