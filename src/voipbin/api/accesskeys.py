@@ -34,7 +34,7 @@ class AccesskeyUpdate(Strict):
 
 
 def created_view(key: Accesskey, token: str) -> AccesskeyCreated:
-    return AccesskeyCreated(**AccesskeyOut.model_validate(key).model_dump(), token=token)
+    return AccesskeyCreated.model_validate(key).model_copy(update={"token": token})
 
 
 @router.post("", response_model=AccesskeyCreated, summary="Create an access key; its token is shown only here")

@@ -109,9 +109,11 @@ async def current_principal(
     accesskey: Annotated[str | None, Depends(_accesskey_query)] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> Principal:
-    cookie_token = request.cookies.get("token")
-    jwt_token = token or (bearer.credentials if bearer else None) or cookie_token
-    principal = await authenticate(platform, jwt_token, accesskey or request.cookies.get("accesskey"))
+    jwt_token = token or (bearer.credentials if bearer else None)
+    if not (jwt_token or accesskey):
+        # Cookies (set by login, used by the console) only when the request names no credential.
+        jwt_token, accesskey = request.cookies.get("token"), request.cookies.get("accesskey")
+    principal = await authenticate(platform, jwt_token, accesskey)
     request.state.principal = principal
     return principal
 

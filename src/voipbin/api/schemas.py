@@ -72,7 +72,7 @@ class AccesskeyOut(Owned):
 
 
 class AccesskeyCreated(AccesskeyOut):
-    token: str = Field(description="The secret itself: shown in this response only, store it now.")
+    token: str = Field("", description="The secret itself: shown in this response only, store it now.")
 
 
 class ExtensionOut(Owned):

@@ -45,6 +45,19 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
+    def __init__(self, **values: Any) -> None:
+        # Column defaults apply at flush; apply scalar ones now so a new row reads complete
+        # (its public view is built before the transaction flushes).
+        for column in self.__table__.columns:
+            default = column.default
+            if column.key not in values and default is not None and default.is_scalar:
+                values[column.key] = default.arg  # type: ignore[attr-defined]
+        cls = type(self)
+        for key, value in values.items():
+            if not hasattr(cls, key):
+                raise TypeError(f"{key!r} is not an attribute of {cls.__name__}")
+            setattr(self, key, value)
+
 
 def _live(table: str, *columns: str, unique: bool = False) -> Index:
     """An index over rows that are not soft-deleted (partial index on both backends)."""

@@ -1,0 +1,196 @@
+"""Signup with an emailed code, login, and how each kind of credential is accepted or refused."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from tests.conftest import ADMIN, Tenant, login, mailed_code
+from voipbin.runtime import Platform
+from voipbin.store.models import Accesskey, Signup
+
+
+async def signup(client: httpx.AsyncClient, email: str, **extra: object) -> str:
+    response = await client.post("/auth/signup", json={"email": email, **extra})
+    assert response.status_code == 200
+    return str(response.json()["temp_token"])
+
+
+async def test_headless_signup_gives_a_working_accesskey(client: httpx.AsyncClient, platform: Platform) -> None:
+    temp_token = await signup(client, "new@example.com", name="Your Company Name")
+    assert len(temp_token) == 32
+    code = await mailed_code(platform.settings.mail_dir, "new@example.com")
+
+    done = await client.post("/auth/complete-signup", json={"temp_token": temp_token, "code": code})
+
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert set(body) == {"customer_id", "accesskey"}
+    assert body["accesskey"]["token"].startswith("vb_")
+    me = await client.get("/v1.0/customer", params={"accesskey": body["accesskey"]["token"]})
+    assert me.status_code == 200
+    assert me.json()["id"] == body["customer_id"]
+    assert me.json()["email"] == "new@example.com"
+    assert me.json()["name"] == "Your Company Name"
+    numbers = await client.get("/v1.0/numbers", params={"accesskey": body["accesskey"]["token"]})
+    assert [n["type"] for n in numbers.json()["result"]] == ["virtual"]
+
+
+async def test_signup_never_reveals_whether_an_email_exists(client: httpx.AsyncClient, alice: Tenant) -> None:
+    known = await client.post("/auth/signup", json={"email": alice.username})
+    invalid = await client.post("/auth/signup", json={"email": "not-an-email"})
+    missing = await client.post("/auth/signup", json={})
+
+    for response in (known, invalid, missing):
+        assert response.status_code == 200
+        assert response.json() == {"temp_token": ""}
+
+
+async def test_wrong_code_is_400_and_the_sixth_attempt_429(client: httpx.AsyncClient, platform: Platform) -> None:
+    temp_token = await signup(client, "guess@example.com")
+    code = await mailed_code(platform.settings.mail_dir, "guess@example.com")
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+
+    statuses = [
+        (await client.post("/auth/complete-signup", json={"temp_token": temp_token, "code": wrong})).status_code
+        for _ in range(5)
+    ]
+    sixth = await client.post("/auth/complete-signup", json={"temp_token": temp_token, "code": code})
+
+    assert statuses == [400] * 5
+    assert sixth.status_code == 429
+    assert sixth.json()["error"]["reason"] == "TOO_MANY_ATTEMPTS"
+
+
+async def test_expired_code_is_400(client: httpx.AsyncClient, platform: Platform) -> None:
+    temp_token = await signup(client, "late@example.com")
+    code = await mailed_code(platform.settings.mail_dir, "late@example.com")
+    async with platform.store.session() as session:
+        past = platform.clock.read() - timedelta(seconds=1)
+        await session.execute(update(Signup).where(Signup.temp_token == temp_token).values(tm_expire=past))
+        await session.commit()
+
+    response = await client.post("/auth/complete-signup", json={"temp_token": temp_token, "code": code})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["reason"] == "CODE_EXPIRED"
+
+
+async def test_unknown_temp_token_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post("/auth/complete-signup", json={"temp_token": "f" * 32, "code": "123456"})
+    assert response.status_code == 400
+    assert "POST /auth/signup" in response.json()["error"]["message"]
+
+
+async def test_login_returns_username_and_jwt(client: httpx.AsyncClient) -> None:
+    response = await client.post("/auth/login", json=ADMIN)
+    assert response.status_code == 200
+    assert response.json()["username"] == "admin@localhost"
+    assert response.json()["token"].count(".") == 2
+
+
+@pytest.mark.parametrize(
+    "credentials", [{"username": "admin@localhost", "password": "wrong"}, {"username": "nobody@x.org", "password": "x"}]
+)
+async def test_bad_login_is_401_with_the_same_message(client: httpx.AsyncClient, credentials: dict[str, str]) -> None:
+    response = await client.post("/auth/login", json=credentials)
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "Wrong username or password."
+
+
+async def test_each_credential_only_under_its_own_name(client: httpx.AsyncClient, admin: Tenant) -> None:
+    ok_token = await client.get("/v1.0/extensions", params={"token": admin.token})
+    ok_bearer = await client.get("/v1.0/extensions", headers={"Authorization": f"Bearer {admin.token}"})
+    ok_key = await client.get("/v1.0/extensions", params={"accesskey": admin.accesskey})
+    key_as_token = await client.get("/v1.0/extensions", params={"token": admin.accesskey})
+    token_as_key = await client.get("/v1.0/extensions", params={"accesskey": admin.token})
+    nothing = await client.get("/v1.0/extensions")
+
+    assert [r.status_code for r in (ok_token, ok_bearer, ok_key)] == [200, 200, 200]
+    assert [r.status_code for r in (key_as_token, token_as_key, nothing)] == [401, 401, 401]
+    assert nothing.json()["error"]["reason"] == "AUTHENTICATION_REQUIRED"
+
+
+async def test_expired_jwt_is_401(client: httpx.AsyncClient, platform: Platform, admin: Tenant) -> None:
+    old = platform.clock.read() - timedelta(days=8)
+    claims = platform.jwt.verify(admin.token)
+    assert claims is not None
+    expired = platform.jwt.issue(claims.agent_id, claims.customer_id, claims.username, claims.permission, old)
+
+    response = await client.get("/v1.0/customer", params={"token": expired})
+
+    assert response.status_code == 401
+    assert "POST /auth/login" in response.json()["error"]["message"]
+
+
+async def test_expired_and_deleted_accesskeys_are_401(client: httpx.AsyncClient, platform: Platform, admin: Tenant) -> None:
+    made = [(await client.post("/v1.0/accesskeys", params=admin.auth, json={"expire": 3600})).json() for _ in range(2)]
+    expiring, deleting = made
+    async with platform.store.session() as session:
+        past = platform.clock.read() - timedelta(seconds=1)
+        await session.execute(update(Accesskey).where(Accesskey.id == expiring["id"]).values(tm_expire=past))
+        await session.commit()
+    await client.delete(f"/v1.0/accesskeys/{deleting['id']}", params=admin.auth)
+
+    for key in made:
+        response = await client.get("/v1.0/customer", params={"accesskey": key["token"]})
+        assert response.status_code == 401
+
+
+async def test_accesskey_token_is_shown_only_on_create(client: httpx.AsyncClient, admin: Tenant) -> None:
+    created = await client.post(
+        "/v1.0/accesskeys", params=admin.auth, json={"name": "my-api-key", "detail": "API key for automated access"}
+    )
+    key = created.json()
+    fetched = (await client.get(f"/v1.0/accesskeys/{key['id']}", params=admin.auth)).json()
+    listed = (await client.get("/v1.0/accesskeys", params=admin.auth)).json()["result"]
+
+    assert key["name"] == "my-api-key" and key["token"].startswith(key["token_prefix"])
+    assert key["tm_expire"] > key["tm_create"]
+    assert "token" not in fetched
+    assert all("token" not in row for row in listed)
+
+
+async def test_manager_reads_but_may_not_change_the_customer(client: httpx.AsyncClient, alice: Tenant) -> None:
+    manager = {"username": "manager@example.com", "password": "manager-password", "permission": 64}
+    created = await client.post("/v1.0/agents", params=alice.auth, json=manager)
+    assert created.status_code == 200, created.text
+    token = await login(client, manager["username"], manager["password"])
+
+    read = await client.get("/v1.0/customer", params={"token": token})
+    write = await client.put("/v1.0/customer", params={"token": token}, json={"webhook_uri": "http://127.0.0.1/x"})
+    keys = await client.get("/v1.0/accesskeys", params={"token": token})
+
+    assert read.status_code == 200 and "webhook_secret" not in read.json()
+    assert write.status_code == 403
+    assert keys.status_code == 403
+
+
+async def test_a_customer_admin_cannot_grant_platform_rights(client: httpx.AsyncClient, alice: Tenant) -> None:
+    response = await client.post(
+        "/v1.0/agents", params=alice.auth, json={"username": "x@example.com", "password": "12345678", "permission": 1}
+    )
+    assert response.status_code == 403
+
+
+async def test_operator_routes_need_superadmin(client: httpx.AsyncClient, alice: Tenant, admin: Tenant) -> None:
+    assert (await client.get("/v1.0/customers", params=alice.auth)).status_code == 403
+    assert (await client.get("/v1.0/customers", params=admin.auth)).status_code == 200
+
+
+async def test_login_after_signup_needs_a_password_first(client: httpx.AsyncClient, platform: Platform) -> None:
+    temp_token = await signup(client, "nopass@example.com")
+    code = await mailed_code(platform.settings.mail_dir, "nopass@example.com")
+    await client.post("/auth/complete-signup", json={"temp_token": temp_token, "code": code})
+
+    response = await client.post("/auth/login", json={"username": "nopass@example.com", "password": ""})
+
+    assert response.status_code == 400
+    assert (await login_fails(client, "nopass@example.com", "anything")) == 401
+
+
+async def login_fails(client: httpx.AsyncClient, username: str, password: str) -> int:
+    return (await client.post("/auth/login", json={"username": username, "password": password})).status_code
