@@ -148,36 +148,44 @@ class RequestContext:
             await self._too_large(send, rid)
             return
 
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        # Read the whole (bounded) body before the app sees it, so an oversized one is refused
+        # with 413 however it arrives, chunked or not.
+        chunks, size = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise _BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body_bytes:
+                await self._too_large(send, rid)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, send_with_id)
-        except _BodyTooLarge:
-            await self._too_large(send, rid)
+        await self.app(scope, replay, send_with_id)
 
     async def _too_large(self, send: Send, rid: str) -> None:
         body = JSONResponse(
-            envelope(413, "REQUEST_TOO_LARGE", f"Request bodies are limited to {self.max_body_bytes} bytes.", rid), 413
+            envelope(413, "REQUEST_TOO_LARGE", f"Request bodies are limited to {self.max_body_bytes} bytes.", rid),
+            413,
+            headers={"x-request-id": rid},
         )
         await body({"type": "http"}, _no_receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 async def _no_receive() -> Message:

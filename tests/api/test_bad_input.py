@@ -1,0 +1,76 @@
+"""Bad input of every kind gets a 4xx with an envelope a person can act on, never a 500."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import Tenant
+
+
+def assert_envelope(response: httpx.Response, status: int) -> dict[str, str]:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"status", "reason", "message", "request_id"}
+    assert error["message"] and error["request_id"] == response.headers["x-request-id"]
+    return error
+
+
+async def test_malformed_json(client: httpx.AsyncClient, alice: Tenant) -> None:
+    response = await client.post(
+        "/v1.0/extensions", params=alice.auth, content=b'{"name": ', headers={"Content-Type": "application/json"}
+    )
+    assert assert_envelope(response, 400)["reason"] == "INVALID_JSON_BODY"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": 5, "detail": "d", "extension": "1", "password": "pass1"},
+        {"name": "n", "detail": ["d"], "extension": "1", "password": "pass1"},
+        {"name": "n", "detail": "d", "extension": "has space", "password": "pass1"},
+        {"name": "n", "detail": "d", "extension": "1", "password": None},
+        [],
+        "text",
+    ],
+)
+async def test_wrong_types(client: httpx.AsyncClient, alice: Tenant, body: object) -> None:
+    response = await client.post("/v1.0/extensions", params=alice.auth, json=body)
+    assert_envelope(response, 400)
+
+
+async def test_oversized_body(client: httpx.AsyncClient, alice: Tenant) -> None:
+    huge = {"name": "n", "detail": "x" * (2 << 20), "extension": "1", "password": "pass1"}
+    response = await client.post("/v1.0/extensions", params=alice.auth, json=huge)
+    assert assert_envelope(response, 413)["reason"] == "REQUEST_TOO_LARGE"
+
+
+async def test_oversized_body_without_content_length(client: httpx.AsyncClient, alice: Tenant) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(40):
+            yield b"x" * 65536
+
+    response = await client.post("/v1.0/extensions", params=alice.auth, content=chunks())
+    assert_envelope(response, 413)
+
+
+@pytest.mark.parametrize("resource_id", ["00000000-0000-0000-0000-000000000000", "nope", "1" * 300])
+async def test_unknown_ids(client: httpx.AsyncClient, alice: Tenant, resource_id: str) -> None:
+    for collection in ("extensions", "numbers", "accesskeys", "agents"):
+        response = await client.get(f"/v1.0/{collection}/{resource_id}", params=alice.auth)
+        assert assert_envelope(response, 404)["reason"] == f"{collection[:-1].upper()}_NOT_FOUND"
+
+
+async def test_unknown_route_and_method(client: httpx.AsyncClient, alice: Tenant) -> None:
+    assert assert_envelope(await client.get("/v1.0/nothing-here", params=alice.auth), 404)["reason"] == "ROUTE_NOT_FOUND"
+    assert_envelope(await client.patch("/v1.0/extensions", params=alice.auth), 405)
+
+
+async def test_bad_paging(client: httpx.AsyncClient, alice: Tenant) -> None:
+    bad_token = await client.get("/v1.0/extensions", params={**alice.auth, "page_token": "yesterday"})
+    not_a_number = await client.get("/v1.0/extensions", params={**alice.auth, "page_size": "many"})
+    clamped = await client.get("/v1.0/extensions", params={**alice.auth, "page_size": 100000})
+
+    assert "page_token" in assert_envelope(bad_token, 400)["message"]
+    assert "page_size" in assert_envelope(not_a_number, 400)["message"]
+    assert clamped.status_code == 200
