@@ -1,0 +1,1 @@
+"""A sans-IO SIP stack (RFC 3261): messages, parsing and digest auth, no sockets."""
