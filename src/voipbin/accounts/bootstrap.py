@@ -7,6 +7,7 @@ import logging
 from sqlalchemy import select
 
 from voipbin.accounts.customers import Profile, assign_virtual_number, create_customer
+from voipbin.auth.passwords import hash_secret
 from voipbin.auth.permissions import Permission
 from voipbin.core.ids import new_id, token_hex
 from voipbin.runtime import Platform
@@ -25,11 +26,12 @@ async def ensure_sandbox_admin(platform: Platform) -> None:
         exists = await session.scalar(select(Agent.id).where(Agent.username == ADMIN_USERNAME))
     if exists:
         return
+    password_hash = await hash_secret(ADMIN_PASSWORD)
     async with platform.store.transaction() as tx:
         customer, _agent = await create_customer(
             tx,
             Profile(email=ADMIN_USERNAME, name="Sandbox Admin", detail="Created by voipbin init"),
-            admin_password=ADMIN_PASSWORD,
+            admin_password_hash=password_hash,
             admin_permission=Permission.PROJECT_SUPER_ADMIN | Permission.CUSTOMER_ADMIN,
             email_verified=True,
         )

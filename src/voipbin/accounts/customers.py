@@ -8,7 +8,6 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from voipbin.auth.passwords import hash_secret
 from voipbin.auth.permissions import Permission
 from voipbin.auth.tokens import hash_accesskey_token, new_accesskey_token
 from voipbin.core.ids import new_id, token_hex
@@ -34,11 +33,14 @@ async def create_customer(
     tx: Tx,
     profile: Profile,
     *,
-    admin_password: str = "",
+    admin_password_hash: str = "",
     admin_permission: Permission = Permission.CUSTOMER_ADMIN,
     email_verified: bool = False,
 ) -> tuple[Customer, Agent]:
-    """A customer and its first admin agent, whose username is the customer's email."""
+    """A customer and its first admin agent, whose username is the customer's email.
+
+    Hash the password before the transaction (see ``auth.passwords``): it is slow.
+    """
     now = tx.clock.now()
     customer = Customer(
         id=new_id(),
@@ -59,7 +61,7 @@ async def create_customer(
         customer_id=customer.id,
         username=profile.email,
         # No password until the person sets one (an empty hash never verifies).
-        password_hash=hash_secret(admin_password) if admin_password else "",
+        password_hash=admin_password_hash,
         name=profile.name or profile.email,
         detail="",
         ring_method="ringall",

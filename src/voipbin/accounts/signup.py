@@ -17,7 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select, update
 
 from voipbin.accounts.customers import Profile, assign_virtual_number, create_accesskey, create_customer
-from voipbin.auth.passwords import burn_time, hash_secret, verify_secret
+from voipbin.auth.passwords import hash_secret, verify_secret
 from voipbin.core.ids import token_hex
 from voipbin.mail.outbox import compose
 from voipbin.runtime import Platform
@@ -51,7 +51,7 @@ def normalize_email(raw: str) -> str | None:
 async def start(platform: Platform, profile: Profile) -> str:
     """Returns the temp_token, or "" when the email is invalid or already has an account."""
     code = f"{secrets.randbelow(10**6):06d}"
-    code_hash = hash_secret(code)
+    code_hash = await hash_secret(code)
     email = normalize_email(profile.email)
     if email is None or await _email_taken(platform, email):
         _background(_notify_existing(platform, email) if email else None)
@@ -91,9 +91,12 @@ async def start(platform: Platform, profile: Profile) -> str:
 async def complete(platform: Platform, temp_token: str, code: str) -> Completed:
     await _count_attempt(platform, temp_token, code)
     settings = platform.settings
+    async with platform.store.session() as session:
+        pending = await session.get(Signup, temp_token)
+    code_ok = pending is not None and await verify_secret(pending.code_hash, code)
     async with platform.store.transaction() as tx:
         signup = await tx.session.get(Signup, temp_token)
-        failure = _check(signup, code, platform.clock.read())
+        failure = _check(signup, code_ok, platform.clock.read())
         if signup is not None and failure is None and await _email_taken_in(tx.session, signup.email):
             failure = SignupError(400, "ALREADY_REGISTERED", "This email already has an account; log in instead.")
         if failure is not None:
@@ -117,16 +120,16 @@ async def complete(platform: Platform, temp_token: str, code: str) -> Completed:
 async def _count_attempt(platform: Platform, temp_token: str, code: str) -> None:
     """Count this attempt atomically (parallel guesses cannot slip past the limit)."""
     limit = platform.settings.signup_max_attempts
-    async with platform.store.session() as session:
+    async with platform.store.transaction() as tx:
+        session = tx.session
         counted = await session.execute(
             update(Signup)
             .where(Signup.temp_token == temp_token, Signup.attempts < limit)
             .values(attempts=Signup.attempts + 1)
         )
         exists = counted.rowcount == 1 or await session.get(Signup, temp_token) is not None  # type: ignore[attr-defined]
-        await session.commit()
     if not exists:
-        burn_time(code)
+        await verify_secret("", code)  # as slow as a real check
         raise SignupError(400, "INVALID_TEMP_TOKEN", "Unknown temp_token; start again with POST /auth/signup.")
     if counted.rowcount != 1:  # type: ignore[attr-defined]
         raise SignupError(
@@ -136,12 +139,12 @@ async def _count_attempt(platform: Platform, temp_token: str, code: str) -> None
         )
 
 
-def _check(signup: Signup | None, code: str, now: datetime) -> SignupError | None:
+def _check(signup: Signup | None, code_ok: bool, now: datetime) -> SignupError | None:
     if signup is None:
         return SignupError(400, "INVALID_TEMP_TOKEN", "Unknown temp_token; start again with POST /auth/signup.")
     if signup.tm_expire <= now:
         return SignupError(400, "CODE_EXPIRED", "The code has expired; call POST /auth/signup again for a new one.")
-    if not verify_secret(signup.code_hash, code):
+    if not code_ok:
         return SignupError(400, "INVALID_CODE", "The code is not correct; check the 6 digits in the email.")
     return None
 

@@ -60,6 +60,7 @@ async def create(body: AgentIn, platform: PlatformDep, who: AdminDep) -> AgentOu
     username = normalize_email(body.username)
     if username is None:
         raise bad_request("'username' must be an email address.")
+    password_hash = await hash_secret(body.password)
     async with platform.store.transaction() as tx:
         taken = await tx.session.scalar(
             select(Agent.id).where(func.lower(Agent.username) == username, Agent.tm_delete.is_(None))
@@ -70,7 +71,7 @@ async def create(body: AgentIn, platform: PlatformDep, who: AdminDep) -> AgentOu
             id=new_id(),
             customer_id=who.customer_id,
             username=username,
-            password_hash=hash_secret(body.password),
+            password_hash=password_hash,
             name=body.name,
             detail=body.detail,
             ring_method=body.ring_method,
@@ -113,9 +114,10 @@ async def set_permission(agent_id: str, body: PermissionIn, platform: PlatformDe
 
 @router.put("/{agent_id}/password", response_model=AgentOut)
 async def set_password(agent_id: str, body: PasswordIn, platform: PlatformDep, who: AdminDep) -> AgentOut:
+    password_hash = await hash_secret(body.password)
     async with platform.store.transaction() as tx:
         agent = await get_owned(tx.session, Agent, agent_id, who.customer_id, "agent")
-        agent.password_hash = hash_secret(body.password)
+        agent.password_hash = password_hash
         agent.tm_update = tx.clock.now()
         return emit_change(tx, agent, AgentOut, "agent", "updated")
 

@@ -93,7 +93,7 @@ async def post_login(body: LoginIn, platform: PlatformDep, response: Response) -
             .where(Agent.tm_delete.is_(None), Customer.tm_delete.is_(None))
         )
     # Verified even for an unknown user, so timing does not reveal which usernames exist.
-    if not verify_secret(agent.password_hash if agent else "", body.password) or agent is None:
+    if not await verify_secret(agent.password_hash if agent else "", body.password) or agent is None:
         raise unauthenticated("Wrong username or password.")
     token = platform.jwt.issue(agent.id, agent.customer_id, agent.username, agent.permission, platform.clock.read())
     response.set_cookie(

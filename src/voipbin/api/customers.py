@@ -10,12 +10,13 @@ from pydantic import Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from voipbin.accounts.customers import Profile, create_customer
+from voipbin.accounts.customers import Profile, assign_virtual_number, create_customer
 from voipbin.accounts.signup import normalize_email
 from voipbin.api.crud import page
 from voipbin.api.deps import AdminDep, PagingDep, PlatformDep, StaffDep, SuperadminDep
 from voipbin.api.errors import bad_request, conflict, not_found
 from voipbin.api.schemas import CustomerOut, CustomerSelf, LongText, Page, ShortText, Strict, WebhookMethod
+from voipbin.auth.passwords import hash_secret
 from voipbin.auth.permissions import Permission
 from voipbin.core.ids import is_uuid
 from voipbin.events.topics import customer_topic
@@ -111,13 +112,16 @@ async def create(body: CustomerCreate, platform: PlatformDep, _: SuperadminDep) 
     email = normalize_email(body.email)
     if email is None:
         raise bad_request("'email' is not a valid email address.")
+    password_hash = await hash_secret(body.password) if body.password else ""
     async with platform.store.transaction() as tx:
         if await tx.session.scalar(select(Agent.id).where(Agent.username == email, Agent.tm_delete.is_(None))):
             raise conflict(f"{email} already has an account.")
         fields = body.model_dump(exclude_none=True, exclude={"password", "email"})
         customer, _admin = await create_customer(
-            tx, Profile(email=email, **fields), admin_password=body.password, email_verified=True
+            tx, Profile(email=email, **fields), admin_password_hash=password_hash, email_verified=True
         )
+        if platform.settings.sandbox:
+            await assign_virtual_number(tx, customer.id)
         _emit(tx, customer, "created")
     return CustomerOut.model_validate(customer)
 

@@ -1,6 +1,12 @@
-"""Password and one-time-code hashing with argon2id."""
+"""Password and one-time-code hashing with argon2id, off the event loop.
+
+argon2 is deliberately slow (tens of milliseconds); run inline it would stall every request and
+call in the process, so each hash runs in a worker thread (the C code releases the GIL).
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -11,17 +17,17 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-real-password-7c1e4b")
 
 
-def hash_secret(secret: str) -> str:
-    return _hasher.hash(secret)
+async def hash_secret(secret: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, secret)
 
 
-def verify_secret(stored_hash: str, secret: str) -> bool:
+async def verify_secret(stored_hash: str, secret: str) -> bool:
+    """True when ``secret`` matches; an empty ``stored_hash`` never matches but costs the same."""
+    return await asyncio.to_thread(_verify, stored_hash, secret)
+
+
+def _verify(stored_hash: str, secret: str) -> bool:
     try:
         return _hasher.verify(stored_hash or _DUMMY_HASH, secret) and bool(stored_hash)
     except (VerificationError, InvalidHashError):
         return False
-
-
-def burn_time(secret: str) -> None:
-    """Spend one verification's worth of time (for paths that must not be faster than others)."""
-    verify_secret("", secret)

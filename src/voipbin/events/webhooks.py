@@ -151,7 +151,8 @@ class WebhookDispatcher:
     async def _claim_due(self) -> list[WebhookDelivery]:
         now = self._clock.read()
         lease = now + timedelta(seconds=self._policy.timeout_s * 4 + 30)
-        async with self._store.session() as session:
+        async with self._store.transaction() as tx:
+            session = tx.session
             rows = (
                 await session.scalars(
                     select(WebhookDelivery)
@@ -170,18 +171,16 @@ class WebhookDispatcher:
                 )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
                     claimed.append(row)
-            await session.commit()
         return claimed
 
     async def _release_stale_claims(self) -> None:
         """Rows left 'sending' by a process that died go back to the queue once their lease ends."""
-        async with self._store.session() as session:
-            await session.execute(
+        async with self._store.transaction() as tx:
+            await tx.session.execute(
                 update(WebhookDelivery)
                 .where(WebhookDelivery.status == SENDING, WebhookDelivery.next_attempt_at <= self._clock.read())
                 .values(status=PENDING)
             )
-            await session.commit()
 
     async def _deliver_in_order(self, rows: list[WebhookDelivery]) -> None:
         for index, row in enumerate(rows):
@@ -233,21 +232,19 @@ class WebhookDispatcher:
         else:
             values["status"] = PENDING
             values["next_attempt_at"] = now + self._policy.delay(attempts)
-        async with self._store.session() as session:
-            await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row.id).values(**values))
-            await session.commit()
+        async with self._store.transaction() as tx:
+            await tx.session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row.id).values(**values))
         if not delivered:
             log.info("webhook %s to %s: %s", row.id, row.uri, error or f"HTTP {status_code}")
-        return delivered or status_code >= 400 and status_code < 500
+        return delivered or 400 <= status_code < 500  # a 4xx is final, not a failing target
 
     async def _postpone(self, rows: list[WebhookDelivery]) -> None:
         if not rows:
             return
         retry_at: datetime = self._clock.read() + self._policy.delay(1)
-        async with self._store.session() as session:
-            await session.execute(
+        async with self._store.transaction() as tx:
+            await tx.session.execute(
                 update(WebhookDelivery)
                 .where(WebhookDelivery.id.in_([r.id for r in rows]))
                 .values(status=PENDING, next_attempt_at=retry_at)
             )
-            await session.commit()

@@ -103,7 +103,7 @@ class DtmfSender:
             # Longer events need segmenting (RFC 4733 2.5.1.3), which we never send.
             raise DtmfError(f"DTMF duration {duration_ms} ms is out of range")
         timestamp &= 0xFFFF_FFFF
-        packets = []
+        packets: list[DtmfPacket] = []
         elapsed = self.packet_samples
         while elapsed < duration:
             payload = TelephoneEvent(event, False, self.volume, elapsed).serialize()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -103,7 +104,7 @@ def _tables() -> tuple[
 def _np_encode(pcm: bytes, table: npt.NDArray[np.uint8]) -> bytes:
     _check_pcm(pcm)
     # Reading the samples as unsigned indexes the 65536-entry table directly.
-    return table[np.frombuffer(pcm, dtype="<u2")].tobytes()
+    return bytes(table[np.frombuffer(pcm, dtype="<u2")].tobytes())
 
 
 def _np_decode(data: bytes, table: npt.NDArray[np.int16]) -> bytes:

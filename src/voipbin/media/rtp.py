@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import ClassVar, Final, Union
+from typing import ClassVar, Final, TypeAlias
 
 RTP_VERSION: Final = 2
 RTP_HEADER_LENGTH: Final = 12
@@ -176,7 +176,7 @@ class RtpPacket:
 
 def ntp_timestamp(unix_time: float) -> int:
     """64-bit NTP timestamp (32.32 fixed point since 1900) for a Unix time."""
-    return int(round((unix_time + NTP_EPOCH_OFFSET) * (1 << 32))) & 0xFFFF_FFFF_FFFF_FFFF
+    return round((unix_time + NTP_EPOCH_OFFSET) * (1 << 32)) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 def ntp_middle32(ntp: int) -> int:
@@ -282,7 +282,7 @@ class RtcpByePacket:
         return _rtcp_header(RTCP_BYE, len(self.sources), body)
 
 
-RtcpPacket = Union[RtcpSrPacket, RtcpRrPacket, RtcpByePacket]
+RtcpPacket: TypeAlias = RtcpSrPacket | RtcpRrPacket | RtcpByePacket
 
 
 def _rtcp_header(packet_type: int, count: int, body: bytes) -> bytes:

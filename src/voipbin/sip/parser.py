@@ -12,7 +12,7 @@ import re
 
 from ._grammar import WS, is_token, split_list
 from .errors import ParseError
-from .headers import LIST_HEADERS, Headers
+from .headers import LIST_HEADERS, Headers, canonical_name
 from .message import Address, CSeq, Request, Response, SipUri, Via, _check_uri
 
 __all__ = [
@@ -27,8 +27,6 @@ __all__ = [
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
-
-Message = Request | Response
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.I)
@@ -71,7 +69,7 @@ def _split_head(head: bytes) -> tuple[str, Headers]:
     headers = Headers()
     for name, value in fields:
         value = value.strip(WS)
-        if name.lower() in LIST_HEADERS or Headers([(name, "")]).items()[0][0].lower() in LIST_HEADERS:
+        if canonical_name(name).lower() in LIST_HEADERS:
             for item in split_list(value):
                 headers.add(name, item)
         else:
@@ -92,11 +90,6 @@ def _content_length(headers: Headers) -> int | None:
     if len(digits) > 10:
         raise ParseError("Content-Length too large", 413)
     return int(digits)
-
-
-def _parse_start(line: str) -> tuple[str, str, str] | tuple[str, int, str]:
-    """Return ("request", method, uri, version) or ("response", code, reason)."""
-    raise NotImplementedError  # replaced below; kept for typing clarity
 
 
 def _check_version(version: str) -> str:
@@ -214,6 +207,7 @@ class StreamFramer:
         self.pings = 0
         self.broken: ParseError | None = None
         self._buf = bytearray()
+        self._scanned = 0  # how far the header-end search got, so it never rescans
         self._crlfs = 0
         # A header block waiting for its body: (start, headers, body length).
         self._pending: tuple[str, Headers, int] | None = None
@@ -265,11 +259,13 @@ class StreamFramer:
             return False
         self._crlfs = 0
 
-        m = _HEAD_END.search(buf, 0, self.max_header_bytes + 4)
+        m = _HEAD_END.search(buf, max(0, self._scanned - 3), self.max_header_bytes + 4)
         if m is None:
             if len(buf) > self.max_header_bytes:
                 raise ParseError("header too large", 513)
+            self._scanned = len(buf)
             return False
+        self._scanned = 0
         if m.start() > self.max_header_bytes:
             raise ParseError("header too large", 513)
         start, headers = _split_head(bytes(buf[: m.start()]))
@@ -291,10 +287,8 @@ def validate_request(req: Request) -> ParseError | None:
     try:
         if not req.headers.get_all("Via"):
             return ParseError("missing Via")
-        req.vias
-        req.from_addr
-        req.to_addr
-        _ = req.call_id
+        # Each accessor parses its header and raises on a malformed one.
+        _ = (req.vias, req.from_addr, req.to_addr, req.call_id)
         cseq = req.cseq
         if cseq.method != req.method:
             return ParseError("CSeq method does not match the request method")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -74,6 +76,9 @@ class Store:
         self.clock = clock
         self.engine: AsyncEngine = _make_engine(url)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time and makes others poll for the lock (with sleeps that
+        # show up as long tail latency); queueing writers here instead keeps them fair and fast.
+        self._write_lock = asyncio.Lock() if url.startswith("sqlite") else None
         self.before_commit: list[BeforeCommit] = []
         self.after_commit: list[AfterCommit] = []
 
@@ -84,13 +89,14 @@ class Store:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A read-mostly session; use :meth:`transaction` for changes that emit events."""
+        """A session for reads; writes go through :meth:`transaction`."""
         async with self._sessions() as session:
             yield session
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        async with self._sessions() as session:
+        """A unit of work that commits on success; the only way code here writes."""
+        async with self._write_lock or contextlib.nullcontext(), self._sessions() as session:
             tx = Tx(session, self.clock)
             yield tx
             if tx.events:
