@@ -23,6 +23,7 @@ def make_settings(data_dir: Path, **changes: object) -> Settings:
     base = Settings(
         data_dir=data_dir,
         host="127.0.0.1",
+        sip_port=0,
         webhook_retry_base_s=0.2,
         webhook_retry_max_s=0.5,
         webhook_timeout_s=2.0,

@@ -18,6 +18,10 @@ class Settings:
     api_port: int = 8443
     http_port: int = 8080
     sip_port: int = 5060
+    rtp_port_first: int = 20000
+    rtp_port_last: int = 30000
+    sip_auth_failure_limit: int = 10
+    sip_digest: str = "MD5"
     public_address: str = ""
     domain: str = "voipbin.test"
     database_url: str = ""

@@ -11,6 +11,7 @@ from voipbin.core.clock import Clock
 from voipbin.events.bus import EventBus, InProcessBus
 from voipbin.events.webhooks import RetryPolicy, WebhookDispatcher, queue_deliveries
 from voipbin.mail.outbox import Mailer, make_mailer
+from voipbin.sip.service import SipService
 from voipbin.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class Platform:
                 max_age_s=settings.webhook_max_age_s,
             ),
         )
+        self.sip = SipService(settings, self.store)
         self.store.before_commit.append(queue_deliveries)
         self.store.after_commit.append(self.webhooks.wake)
         self.started = False
@@ -49,6 +51,7 @@ class Platform:
         await self.store.migrate()
         await ensure_sandbox_admin(self)
         await self.webhooks.start()
+        await self.sip.start()
         self.started = True
         log.info("platform started (database %s)", self.store.engine.url.render_as_string(hide_password=True))
 
@@ -56,6 +59,7 @@ class Platform:
         if not self.started:
             return
         self.started = False
+        await self.sip.stop()
         await self.webhooks.stop()
         await self.bus.close()
         await self.store.close()

@@ -43,7 +43,13 @@ def register(
 
 @pytest.fixture
 def registrar() -> Registrar:
-    return Registrar(NonceManager(b"k" * 32, lifetime=30), LocationService(), "voipbin.test", FailureThrottle(limit=3))
+    return Registrar(
+        NonceManager(b"k" * 32, lifetime=30),
+        LocationService(),
+        "voipbin.test",
+        FailureThrottle(limit=3),
+        algorithms=("MD5", "SHA-256"),
+    )
 
 
 def answer(registrar: Registrar, request: Request, password: str, now: float, cseq: int, **kw: object) -> Request:
@@ -54,11 +60,19 @@ def answer(registrar: Registrar, request: Request, password: str, now: float, cs
     return register(authorization=auth, cseq=cseq, **kw)  # type: ignore[arg-type]
 
 
-def test_challenge_names_the_customers_realm_with_sha256_first(registrar: Registrar) -> None:
+def test_challenge_names_the_customers_realm_and_offers_both_algorithms(registrar: Registrar) -> None:
     response = registrar.handle(register(), PHONE, ACCOUNT, now=0).response
     challenges = response.headers.get_all("WWW-Authenticate")
     assert response.status_code == 401
-    assert f'realm="{DOMAIN}"' in challenges[0] and "SHA-256" in challenges[0] and "MD5" in challenges[1]
+    assert all(f'realm="{DOMAIN}"' in c for c in challenges)
+    assert ["MD5" in challenges[0], "SHA-256" in challenges[1]] == [True, True]
+
+
+def test_sha256_answers_are_accepted(registrar: Registrar) -> None:
+    challenge = registrar.handle(register(), PHONE, ACCOUNT, now=0).response.headers.get_all("WWW-Authenticate")[1]
+    auth = authorization_for(challenge, "REGISTER", register().uri, "quickstart1", ACCOUNT.password, cnonce="c9")
+    assert "SHA-256" in auth
+    assert registrar.handle(register(authorization=auth, cseq=2), PHONE, ACCOUNT, now=1).response.status_code == 200
 
 
 def test_register_binds_and_lists_contacts(registrar: Registrar) -> None:

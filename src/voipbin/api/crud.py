@@ -61,9 +61,9 @@ async def list_view(
     return Page[view](result=[view.model_validate(r) for r in rows], next_page_token=token)  # type: ignore[valid-type]
 
 
-def emit_change(tx: Tx, row: Any, view: type[R], resource: str, action: str) -> R:
+def emit_change(tx: Tx, row: Any, view: type[R] | R, resource: str, action: str) -> R:
     """Publish ``<resource>_<action>`` with the row's public view (in the same transaction)."""
-    public = view.model_validate(row)
+    public = view.model_validate(row) if isinstance(view, type) else view
     tx.emit(row.customer_id, f"{resource}_{action}", public.public(), [customer_topic(row.customer_id, resource, row.id)])
     return public
 

@@ -8,11 +8,12 @@ from fastapi import APIRouter
 from pydantic import Field
 from sqlalchemy import select
 
-from voipbin.api.crud import apply_update, emit_change, get_owned, list_view, soft_delete
+from voipbin.api.crud import apply_update, emit_change, get_owned, owned_query, page, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import conflict
-from voipbin.api.schemas import ExtensionOut, Page, Strict
+from voipbin.api.schemas import ContactOut, ExtensionOut, Page, Strict
 from voipbin.core.ids import new_id, token_hex
+from voipbin.runtime import Platform
 from voipbin.store.db import Tx
 from voipbin.store.models import Extension
 
@@ -36,6 +37,15 @@ class ExtensionUpdate(Strict):
     name: Name | None = None
     detail: Detail | None = None
     password: SipPassword | None = None
+
+
+def view(platform: Platform, ext: Extension) -> ExtensionOut:
+    """The extension with its live registrations (from the SIP location service)."""
+    contacts = [
+        ContactOut(uri=b.contact, source=":".join(map(str, b.source)), expires=b.remaining(platform.sip.now()), user_agent=b.user_agent)
+        for b in platform.sip.registrations(ext.customer_id, ext.extension)
+    ]
+    return ExtensionOut.model_validate(ext).model_copy(update={"registered": bool(contacts), "contacts": contacts})
 
 
 async def _ensure_free(tx: Tx, customer_id: str, extension: str) -> None:
@@ -63,18 +73,20 @@ async def create(body: ExtensionIn, platform: PlatformDep, who: StaffDep) -> Ext
             tm_create=tx.clock.now(),
         )
         tx.session.add(ext)
-        return emit_change(tx, ext, ExtensionOut, "extension", "created")
+        return emit_change(tx, ext, view(platform, ext), "extension", "created")
 
 
 @router.get("", response_model=Page[ExtensionOut])
 async def list_(platform: PlatformDep, who: StaffDep, paging: PagingDep) -> Page[ExtensionOut]:
-    return await list_view(platform, Extension, ExtensionOut, who.customer_id, paging)
+    async with platform.store.session() as session:
+        rows, token = await page(session, owned_query(Extension, who.customer_id), Extension, paging)
+    return Page(result=[view(platform, r) for r in rows], next_page_token=token)
 
 
 @router.get("/{extension_id}", response_model=ExtensionOut)
 async def get(extension_id: str, platform: PlatformDep, who: StaffDep) -> ExtensionOut:
     async with platform.store.session() as session:
-        return ExtensionOut.model_validate(await get_owned(session, Extension, extension_id, who.customer_id, "extension"))
+        return view(platform, await get_owned(session, Extension, extension_id, who.customer_id, "extension"))
 
 
 @router.put("/{extension_id}", response_model=ExtensionOut)
@@ -82,7 +94,7 @@ async def update(extension_id: str, body: ExtensionUpdate, platform: PlatformDep
     async with platform.store.transaction() as tx:
         ext = await get_owned(tx.session, Extension, extension_id, who.customer_id, "extension")
         apply_update(ext, body, tx)
-        return emit_change(tx, ext, ExtensionOut, "extension", "updated")
+        return emit_change(tx, ext, view(platform, ext), "extension", "updated")
 
 
 @router.delete("/{extension_id}", response_model=ExtensionOut)
@@ -90,4 +102,4 @@ async def delete(extension_id: str, platform: PlatformDep, who: StaffDep) -> Ext
     async with platform.store.transaction() as tx:
         ext = await get_owned(tx.session, Extension, extension_id, who.customer_id, "extension")
         soft_delete(ext, tx)
-        return emit_change(tx, ext, ExtensionOut, "extension", "deleted")
+        return emit_change(tx, ext, view(platform, ext), "extension", "deleted")

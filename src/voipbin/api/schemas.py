@@ -75,6 +75,15 @@ class AccesskeyCreated(AccesskeyOut):
     token: str = Field("", description="The secret itself: shown in this response only, store it now.")
 
 
+class ContactOut(BaseModel):
+    """One phone registered to an extension."""
+
+    uri: str
+    source: str = Field(description="transport:host:port the registration came from")
+    expires: int = Field(description="Seconds until the registration lapses.")
+    user_agent: str
+
+
 class ExtensionOut(Owned):
     name: str
     detail: str
@@ -83,6 +92,8 @@ class ExtensionOut(Owned):
     password: str
     domain_name: str
     direct_hash: str
+    registered: bool = False
+    contacts: list[ContactOut] = []
 
 
 class NumberOut(Owned):

@@ -1,8 +1,9 @@
-"""Sans-IO core of the media engine: RTP/RTCP, G.711, RFC 4733 DTMF, jitter buffer, pacing.
+"""The media engine: RTP/RTCP, G.711, RFC 4733 DTMF, jitter buffer, pacing, SDP, recording.
 
-Nothing in this package opens sockets, sleeps or reads the clock; callers pass bytes
-and time in and get bytes and decisions out, which keeps every piece testable with
-exact, repeatable inputs.
+The protocol pieces (rtp, g711, dtmf, jitter, pacer, sdp) are sans-IO: bytes and time in,
+bytes and decisions out, so each is tested with exact, repeatable inputs. Only ``endpoint``
+(UDP sockets and the one 20 ms ticker that drives every stream) and ``recorder`` (WAV files)
+do I/O.
 """
 
 from __future__ import annotations

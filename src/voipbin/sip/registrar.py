@@ -90,11 +90,16 @@ class Registrar:
         location: LocationService,
         domain: str,
         throttle: FailureThrottle | None = None,
+        algorithms: tuple[str, ...] = ("MD5",),
     ) -> None:
         self.nonces = nonces
         self.location = location
         self.domain = domain
         self.throttle = throttle or FailureThrottle()
+        # Challenges offered, in order. RFC 8760 would list SHA-256 first, but common softphones
+        # (baresip/libre 1.x) abandon a REGISTER when any challenge names an algorithm they lack,
+        # so SHA-256 is opt-in (``--sip-digest MD5,SHA-256``); answers in either are verified.
+        self.algorithms = algorithms
 
     def realm_for(self, customer_id: str | None) -> str:
         return f"{customer_id}.registrar.{self.domain}" if customer_id else f"registrar.{self.domain}"
@@ -140,7 +145,7 @@ class Registrar:
 
     def _challenge(self, request: Request, realm: str, now: float, stale: bool = False) -> Response:
         response = make_response(request, 401, to_tag=_tag(request))
-        for value in self.nonces.challenge(realm, now, stale=stale):
+        for value in self.nonces.challenge(realm, now, stale=stale, algorithms=self.algorithms):
             response.headers.add("WWW-Authenticate", value)
         return response
 

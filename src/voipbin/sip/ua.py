@@ -1,0 +1,409 @@
+"""The user agent: calls to and from phones, each with its own RTP endpoint.
+
+Outgoing calls ring every registered contact of an extension at once; the first to answer wins
+and the others are cancelled. Incoming INVITEs become calls handed to the application, which
+answers or rejects them. In-dialog BYE, re-INVITE (hold), OPTIONS and CANCEL are handled here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import ipaddress
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from voipbin.media.endpoint import MediaEngine, RtpEndpoint
+from voipbin.media.sdp import (
+    Negotiation,
+    SdpError,
+    SessionDescription,
+    build_offer,
+    negotiate,
+    parse_answer,
+    parse_sdp,
+    reverse_direction,
+)
+from voipbin.sip.dialog import Dialog, new_call_id, new_tag
+from voipbin.sip.location import Binding, Peer
+from voipbin.sip.message import Address, Headers, Request, Response, make_response
+from voipbin.sip.stack import Incoming, Outgoing, SipStack
+
+log = logging.getLogger(__name__)
+
+T1 = 0.5
+RING_TIMEOUT_S = 60.0
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+
+
+class CallState(enum.StrEnum):
+    DIALING = "dialing"
+    RINGING = "ringing"
+    PROGRESSING = "progressing"
+    TERMINATING = "terminating"
+    CANCELING = "canceling"
+    HANGUP = "hangup"
+
+
+# Final responses to an INVITE, as VoIPBIN's hangup reasons.
+def reason_for_status(status_code: int) -> str:
+    if status_code in (486, 600):
+        return "busy"
+    if status_code in (408, 480, 603):
+        return "noanswer"
+    if status_code == 487:
+        return "cancel"
+    return "failed"
+
+
+@dataclass(eq=False)
+class SipCall:
+    """One call leg between the platform and a phone (or trunk)."""
+
+    ua: UserAgent
+    direction: str
+    endpoint: RtpEndpoint
+    local_uri: str
+    remote_uri: str
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
+    # Our tag in the dialog of an incoming call (outgoing calls take theirs from the INVITE).
+    tag: str = field(default_factory=new_tag)
+    state: CallState = CallState.DIALING
+    hangup_by: str = ""
+    hangup_reason: str = ""
+    dialog: Dialog | None = None
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    listeners: list[Callable[[SipCall], None]] = field(default_factory=list)
+    # Outgoing: pending forks (one INVITE per contact) until one answers.
+    _forks: dict[str, Outgoing] = field(default_factory=dict)
+    # Incoming: the INVITE we answer, and our 2xx until the ACK comes.
+    _incoming: Incoming | None = None
+    _answer_ack: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _set_state(self, state: CallState) -> None:
+        if self.state is CallState.HANGUP or self.state is state:
+            return
+        self.state = state
+        if state is CallState.PROGRESSING:
+            self.answered.set()
+        for listener in list(self.listeners):
+            listener(self)
+
+    async def hangup(self, reason: str = "normal") -> None:
+        """End the call from our side, whatever its state."""
+        if self.state is CallState.HANGUP:
+            return
+        if self.dialog is not None and self.state is CallState.PROGRESSING:
+            self._set_state(CallState.TERMINATING)
+            bye = self.dialog.request("BYE", self.ua.stack.via(_via_transport(self.dialog.peer)), self.ua.contact_uri())
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ua.stack.request(bye, self.dialog.peer).final(), 10)
+            await self._finish("local", reason)
+        elif self.direction == "outgoing":
+            self._set_state(CallState.CANCELING)
+            await self.ua._cancel_forks(self)
+            await self._finish("local", "cancel")
+        else:
+            if self._incoming is not None:
+                self._incoming.reply(603 if reason == "normal" else 480, to_tag=self.tag)
+            await self._finish("local", reason)
+
+    async def answer(self) -> None:
+        """Answer an incoming call: 200 OK with our SDP, retransmitted until the ACK."""
+        assert self._incoming is not None and self.direction == "incoming"
+        if self.state is not CallState.RINGING and self.state is not CallState.DIALING:
+            return
+        invite = self._incoming.request
+        try:
+            agreed = negotiate(parse_sdp(invite.body), self.ua.advertised_host, self.endpoint.local_port)
+        except SdpError as error:
+            self._incoming.reply(488, f"Not Acceptable Here: {error}"[:120], to_tag=self.tag)
+            await self._finish("local", "failed")
+            return
+        _apply(self.endpoint, agreed, _audio_direction(agreed.answer), self._incoming.source)
+        self.dialog = Dialog.as_callee(invite, self.tag, self._incoming.source)
+        ok = make_response(invite, 200, to_tag=self.tag)
+        ok.headers.add("Contact", f"<{self.ua.contact_uri()}>")
+        ok.headers.add("Allow", ALLOW)
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = agreed.answer.serialize().encode()
+        self._incoming.respond(ok)
+        self.ua.dialogs[self.dialog.key] = self
+        self._set_state(CallState.PROGRESSING)
+        self.ua._spawn(self._retransmit_until_ack(ok, self._incoming.source))
+
+    async def _retransmit_until_ack(self, ok: Response, peer: Peer) -> None:
+        """RFC 3261 13.3.1.4: the UAS core resends its 2xx at T1 doubling until the ACK arrives."""
+        if peer[0] != "udp":
+            return
+        interval, waited = T1, 0.0
+        while waited < 64 * T1 and self.state is CallState.PROGRESSING:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._answer_ack.wait(), interval)
+                return
+            waited += interval
+            interval = min(interval * 2, 4.0)
+            self.ua.stack.send_stateless(ok, peer)
+        if not self._answer_ack.is_set() and self.state is CallState.PROGRESSING:
+            log.info("no ACK for our 200 on call %s; hanging up", self.id)
+            await self.hangup("failed")
+
+    async def _finish(self, by: str, reason: str) -> None:
+        if self.state is CallState.HANGUP:
+            return
+        self.hangup_by, self.hangup_reason = by, reason
+        self._set_state(CallState.HANGUP)
+        self.ended.set()
+        if self.dialog is not None:
+            self.ua.dialogs.pop(self.dialog.key, None)
+        await self.endpoint.close()
+        self.ua.calls.discard(self)
+
+
+IncomingHandler = Callable[[SipCall, Request], Awaitable[None]]
+
+
+class UserAgent:
+    def __init__(self, stack: SipStack, media: MediaEngine, advertised_host: str) -> None:
+        self.stack = stack
+        self.media = media
+        self.advertised_host = advertised_host
+        self.dialogs: dict[tuple[str, str, str], SipCall] = {}
+        self.calls: set[SipCall] = set()
+        self.on_incoming: IncomingHandler | None = None
+        self._pending_invites: dict[str, SipCall] = {}  # incoming INVITE server tx → call
+        self._tasks: set[asyncio.Task[None]] = set()
+        stack.on_ack = self._on_ack
+        stack.on_stray_response = self._on_stray_response
+
+    def contact_uri(self) -> str:
+        return f"sip:voipbin@{self.advertised_host}:{self.stack.port}"
+
+    async def close(self) -> None:
+        for call in list(self.calls):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(call.hangup(), 5)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- outgoing ------------------------------------------------------------------------------
+
+    async def call(self, bindings: list[Binding], caller: Address, callee_uri: str, ring_timeout: float = RING_TIMEOUT_S) -> SipCall:
+        """Ring every binding at once; returns the call in ``dialing`` state at once."""
+        endpoint = await self.media.open_endpoint()
+        call = SipCall(self, "outgoing", endpoint, caller.uri, callee_uri)
+        self.calls.add(call)
+        if not bindings:
+            await call._finish("local", "failed")
+            return call
+        offer = build_offer(self.advertised_host, endpoint.local_port)
+        for binding in bindings:
+            invite = self._invite(binding, caller, callee_uri, offer.serialize().encode())
+            call._forks[invite.call_id] = self.stack.request(invite, binding.source)
+        self._spawn(self._drive_outgoing(call, offer, ring_timeout))
+        return call
+
+    def _invite(self, binding: Binding, caller: Address, callee_uri: str, sdp: bytes) -> Request:
+        headers = Headers(
+            [
+                ("Via", self.stack.via(_via_transport(binding.source))),
+                ("Max-Forwards", "70"),
+                ("From", str(Address(caller.uri, caller.display_name, {"tag": new_tag()}))),
+                ("To", f"<{callee_uri}>"),
+                ("Call-ID", new_call_id(self.advertised_host)),
+                ("CSeq", "1 INVITE"),
+                ("Contact", f"<{self.contact_uri()}>"),
+                ("Allow", ALLOW),
+                ("User-Agent", "voipbin"),
+                ("Content-Type", "application/sdp"),
+            ]
+        )
+        return Request("INVITE", binding.contact, headers, sdp)
+
+    async def _drive_outgoing(self, call: SipCall, offer: SessionDescription, ring_timeout: float) -> None:
+        forks = list(call._forks.values())
+        results = [asyncio.ensure_future(self._follow_fork(call, fork, offer)) for fork in forks]
+        try:
+            await asyncio.wait_for(asyncio.gather(*results), ring_timeout)
+        except TimeoutError:
+            if call.state is not CallState.PROGRESSING:
+                await self._cancel_forks(call)
+                await call._finish("local", "dialout")
+            return
+        if call.state is not CallState.PROGRESSING and call.state is not CallState.HANGUP:
+            finals = [r.result() for r in results if r.result() is not None]
+            await call._finish("remote", reason_for_status(min(finals) if finals else 500))
+
+    async def _follow_fork(self, call: SipCall, fork: Outgoing, offer: SessionDescription) -> int | None:
+        async for response in fork.responses():
+            code = response.status_code
+            if code < 200:
+                if code in (180, 183) and call.state is CallState.DIALING:
+                    call._set_state(CallState.RINGING)
+                continue
+            call._forks.pop(fork.request.call_id, None)
+            if code >= 300:
+                return code
+            await self._on_fork_answered(call, fork, response, offer)
+            return code
+        return None
+
+    async def _on_fork_answered(
+        self, call: SipCall, fork: Outgoing, response: Response, offer: SessionDescription
+    ) -> None:
+        dialog = Dialog.as_caller(fork.request, response, fork.destination)
+        self.stack.send_stateless(
+            dialog.ack(fork.request.cseq.number, self.stack.via(_via_transport(fork.destination)), self.contact_uri()),
+            fork.destination,
+        )
+        if call.dialog is not None or call.state is CallState.HANGUP:
+            # Another phone answered first (or we gave up): this one is released at once.
+            bye = dialog.request("BYE", self.stack.via(_via_transport(fork.destination)), self.contact_uri())
+            self.stack.request(bye, fork.destination)
+            return
+        try:
+            agreed = parse_answer(parse_sdp(response.body), offer)
+        except SdpError as error:
+            log.info("unusable SDP answer on call %s: %s", call.id, error)
+            call.dialog = dialog
+            call._set_state(CallState.PROGRESSING)
+            await call.hangup("failed")
+            return
+        _apply(call.endpoint, agreed, reverse_direction(_audio_direction(agreed.answer)), fork.destination)
+        call.dialog = dialog
+        self.dialogs[dialog.key] = call
+        call._set_state(CallState.PROGRESSING)
+        await self._cancel_forks(call)
+
+    async def _cancel_forks(self, call: SipCall) -> None:
+        for fork in list(call._forks.values()):
+            try:
+                cancel = self.stack.transactions.cancel_request_for(fork.transaction_id)
+            except KeyError:
+                continue  # that fork already got its final response
+            self.stack.request(cancel, fork.destination)
+        call._forks.clear()
+
+    async def _on_stray_response(self, response: Response) -> None:
+        """A retransmitted 2xx: our ACK was lost, so send it again."""
+        call = self.dialogs.get((response.call_id, response.from_addr.tag or "", response.to_addr.tag or ""))
+        if call is not None and call.dialog is not None and response.cseq.method == "INVITE":
+            ack = call.dialog.ack(response.cseq.number, self.stack.via(_via_transport(call.dialog.peer)), self.contact_uri())
+            self.stack.send_stateless(ack, call.dialog.peer)
+
+    # -- incoming ------------------------------------------------------------------------------
+
+    async def handle(self, incoming: Incoming) -> bool:
+        """Take the requests that belong to calls; False for those it does not handle."""
+        request = incoming.request
+        method = request.method
+        if method == "INVITE":
+            if request.to_addr.tag:
+                await self._reinvite(incoming)
+            else:
+                await self._new_incoming(incoming)
+        elif method == "BYE":
+            await self._bye(incoming)
+        elif method == "CANCEL":
+            self._cancel(incoming)
+        elif method == "OPTIONS":
+            ok = incoming.reply(200)
+            ok.headers.add("Allow", ALLOW)
+        elif method == "INFO":
+            incoming.reply(200 if self._dialog_call(request) else 481)
+        else:
+            return False
+        return True
+
+    def _dialog_call(self, request: Request) -> SipCall | None:
+        return self.dialogs.get((request.call_id, request.to_addr.tag or "", request.from_addr.tag or ""))
+
+    async def _new_incoming(self, incoming: Incoming) -> None:
+        request = incoming.request
+        if self.on_incoming is None:
+            incoming.reply(480, "No Route For This Call")
+            return
+        incoming.reply(100)
+        endpoint = await self.media.open_endpoint()
+        call = SipCall(self, "incoming", endpoint, request.to_addr.uri, request.from_addr.uri)
+        call._incoming = incoming
+        self.calls.add(call)
+        self._pending_invites[incoming.transaction_id] = call
+        call._set_state(CallState.RINGING)
+        try:
+            await self.on_incoming(call, request)
+        finally:
+            self._pending_invites.pop(incoming.transaction_id, None)
+        if call.state is CallState.RINGING:
+            # The application neither answered nor rejected: nobody is there to take it.
+            await call.hangup("noanswer")
+
+    async def _reinvite(self, incoming: Incoming) -> None:
+        call = self._dialog_call(incoming.request)
+        if call is None or call.dialog is None:
+            incoming.reply(481)
+            return
+        try:
+            agreed = negotiate(parse_sdp(incoming.request.body), self.advertised_host, call.endpoint.local_port)
+        except SdpError:
+            incoming.reply(488)
+            return
+        _apply(call.endpoint, agreed, _audio_direction(agreed.answer), incoming.source)
+        ok = make_response(incoming.request, 200)
+        ok.headers.add("Contact", f"<{self.contact_uri()}>")
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = agreed.answer.serialize().encode()
+        incoming.respond(ok)
+
+    async def _bye(self, incoming: Incoming) -> None:
+        call = self._dialog_call(incoming.request)
+        if call is None:
+            incoming.reply(481)
+            return
+        incoming.reply(200)
+        await call._finish("remote", "normal")
+
+    def _cancel(self, incoming: Incoming) -> None:
+        invite_tx = self.stack.transactions.find_invite_server_transaction_for_cancel(incoming.request)
+        call = self._pending_invites.get(invite_tx) if invite_tx else None
+        if call is None or call._incoming is None:
+            incoming.reply(481)
+            return
+        incoming.reply(200)
+        call._incoming.reply(487, to_tag=call.tag)
+        self._spawn(call._finish("remote", "cancel"))
+
+    async def _on_ack(self, request: Request, source: Peer) -> None:
+        call = self._dialog_call(request)
+        if call is not None:
+            call._answer_ack.set()
+
+
+def _via_transport(peer: Peer) -> str:
+    return peer[0].upper()
+
+
+def _audio_direction(sdp: SessionDescription) -> str:
+    """The audio stream's direction as this SDP states it (in our own answer: ours)."""
+    audio = sdp.audio
+    return audio.direction if audio is not None else "sendrecv"
+
+
+def _apply(endpoint: RtpEndpoint, agreed: Negotiation, direction: str, peer: Peer) -> None:
+    """Point the endpoint at the negotiated stream; a non-IP SDP address falls back to the peer's."""
+    host, port = agreed.remote
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        host = peer[1]
+    endpoint.set_remote(host, port, agreed.codec, agreed.telephone_event_pt, direction=direction)  # type: ignore[arg-type]
