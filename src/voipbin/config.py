@@ -22,6 +22,7 @@ class Settings:
     rtp_port_last: int = 30000
     sip_auth_failure_limit: int = 10
     sip_digest: str = "MD5"
+    sip_nonce_lifetime_s: float = 300.0
     public_address: str = ""
     domain: str = "voipbin.test"
     database_url: str = ""

@@ -37,7 +37,7 @@ class SipService:
         self.location = LocationService()
         secret = load_or_create_secret(settings.data_dir / "sip.key")
         self.registrar = Registrar(
-            NonceManager(secret),
+            NonceManager(secret, lifetime=settings.sip_nonce_lifetime_s),
             self.location,
             settings.domain,
             FailureThrottle(settings.sip_auth_failure_limit, 60.0, 60.0),

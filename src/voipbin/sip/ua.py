@@ -339,6 +339,9 @@ class UserAgent:
         call._incoming = incoming
         self.calls.add(call)
         self._pending_invites[incoming.transaction_id] = call
+        ringing = make_response(request, 180, to_tag=call.tag)
+        ringing.headers.add("Contact", f"<{self.contact_uri()}>")
+        incoming.respond(ringing)
         call._set_state(CallState.RINGING)
         try:
             await self.on_incoming(call, request)

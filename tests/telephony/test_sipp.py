@@ -1,0 +1,227 @@
+"""sipp against the platform: registration outcomes, calls both ways with RTP, CANCEL, loss."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import Tenant, make_settings
+from tests.live import free_port
+from tests.peers import sipp
+from tests.peers.baresip import dominant_frequency, tone
+from voipbin.api.app import create_app
+from voipbin.media.g711 import encode_ulaw
+from voipbin.runtime import Platform
+from voipbin.sip.message import Address, Request
+from voipbin.sip.ua import CallState, SipCall
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sipp.available(), reason="sipp is installed by `make test`")]
+
+PASSWORD = "sipp-secret-1"
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
+    # Short nonces so the stale-nonce scenario needs no long wait.
+    platform = Platform(make_settings(tmp_path / "data", sip_nonce_lifetime_s=1.0))
+    await platform.start()
+    yield platform
+    await platform.stop()
+
+
+@pytest.fixture
+async def extension(client: httpx.AsyncClient, alice: Tenant) -> str:
+    body = {"name": "sipp-phone", "detail": "sipp", "extension": "sipp1", "password": PASSWORD}
+    assert (await client.post("/v1.0/extensions", params=alice.auth, json=body)).status_code == 200
+    return "sipp1"
+
+
+def target(platform: Platform) -> str:
+    return f"127.0.0.1:{platform.sip.stack.port}"
+
+
+def register_args(platform: Platform, tenant: Tenant, scenario: str, password: str, port: int) -> list[str]:
+    return [
+        target(platform), "-sf", str(sipp.SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(port),
+        "-m", "1", "-s", "sipp1", "-au", "sipp1", "-ap", password,
+        "-key", "domain", f"{tenant.customer_id}.registrar.voipbin.test",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "password"),
+    [("register.xml", PASSWORD), ("register_forbidden.xml", "wrong"), ("register_stale.xml", PASSWORD)],
+)
+async def test_register_outcomes(platform: Platform, alice: Tenant, extension: str, scenario: str, password: str) -> None:
+    result = await sipp.run_sipp(*register_args(platform, alice, scenario, password, free_port()))
+    assert result.ok, result.output[-2000:]
+    registered = platform.sip.registrations(alice.customer_id, extension)
+    assert bool(registered) == (password == PASSWORD)
+
+
+async def register_then_serve(platform: Platform, tenant: Tenant, *uas_args: str) -> asyncio.subprocess.Process:
+    """Register sipp1 from a port, then start a sipp UAS on that same port (the 'phone')."""
+    port = free_port()
+    registered = await sipp.run_sipp(*register_args(platform, tenant, "register.xml", PASSWORD, port))
+    assert registered.ok, registered.output[-2000:]
+    process = await sipp.start_sipp("-i", "127.0.0.1", "-p", str(port), "-m", "1", *uas_args)
+    await asyncio.sleep(0.5)  # let it bind
+    return process
+
+
+async def call_sipp(platform: Platform, tenant: Tenant) -> SipCall:
+    return await platform.sip.call_extension(tenant.customer_id, "sipp1", Address("sip:+15551234567@voipbin.test"))
+
+
+async def test_outbound_call_answered_by_sipp_with_rtp_echo(platform: Platform, alice: Tenant, extension: str) -> None:
+    uas = await register_then_serve(platform, alice, "-sn", "uas", "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo")
+    call = await call_sipp(platform, alice)
+    await asyncio.wait_for(call.answered.wait(), 10)
+    echoed: list[bytes] = []
+    call.endpoint.add_tap("in", echoed.append)
+    pcm = tone(Path("/tmp") / f"echo-{call.id}.wav", 800.0, 2.0).read_bytes()[44:]
+    await asyncio.wait_for(call.endpoint.play(pcm).done, 10)
+    await call.hangup()
+
+    result = await sipp.finish(uas)
+    assert result.ok, result.output[-2000:]
+    assert call.hangup_by == "local" and call.hangup_reason == "normal"
+    heard = np.frombuffer(b"".join(echoed), dtype="<i2").astype(np.float64)
+    assert abs(dominant_frequency(heard) - 800.0) < 15
+    assert platform.sip.media.endpoints == []  # the call's RTP ports are free again
+
+
+async def test_cancel_before_answer(platform: Platform, alice: Tenant, extension: str) -> None:
+    uas = await register_then_serve(platform, alice, "-sf", str(sipp.SCENARIOS / "uas_ring_cancel.xml"))
+    call = await call_sipp(platform, alice)
+    await asyncio.wait_for(_state(call, CallState.RINGING), 10)
+    await call.hangup()
+
+    result = await sipp.finish(uas)
+    assert result.ok, result.output[-2000:]
+    assert call.state is CallState.HANGUP and call.hangup_reason == "cancel"
+
+
+async def _state(call: SipCall, state: CallState) -> None:
+    while call.state is not state:
+        await asyncio.sleep(0.02)
+
+
+async def test_inbound_call_from_sipp_streaming_audio(platform: Platform, tmp_path: Path) -> None:
+    heard: list[bytes] = []
+
+    async def answer(call: SipCall, request: Request) -> None:
+        call.endpoint.add_tap("in", heard.append)
+        await call.answer()
+
+    platform.sip.ua.on_incoming = answer
+    pcm = tone(tmp_path / "caller.wav", 700.0, 4.0).read_bytes()[44:]
+    wav = tmp_path / "caller_ulaw.wav"
+    _write_ulaw_wav(wav, encode_ulaw(pcm))
+    scenario = tmp_path / "uac_stream.xml"
+    scenario.write_text((sipp.SCENARIOS / "uac_stream.xml").read_text().replace("RTP_STREAM_WAV", str(wav)))
+
+    result = await sipp.run_sipp(
+        target(platform), "-sf", str(scenario), "-s", "ivr", "-i", "127.0.0.1", "-p", str(free_port()),
+        "-mi", "127.0.0.1", "-m", "1", timeout=30,
+    )
+
+    assert result.ok, result.output[-2000:]
+    received = np.frombuffer(b"".join(heard), dtype="<i2").astype(np.float64)
+    assert len(received) > 8000 * 2
+    assert abs(dominant_frequency(received) - 700.0) < 15
+    assert platform.sip.ua.calls == set()
+
+
+def _write_ulaw_wav(path: Path, ulaw: bytes) -> None:
+    """A WAVE_FORMAT_MULAW file, which sipp's rtp_stream plays as PCMU."""
+    import struct
+
+    header = b"RIFF" + struct.pack("<I", 36 + len(ulaw)) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 7, 1, 8000, 8000, 1, 8)
+    header += b"data" + struct.pack("<I", len(ulaw))
+    path.write_bytes(header + ulaw)
+
+
+async def test_lossy_udp_still_ends_every_call_cleanly(platform: Platform, alice: Tenant, extension: str) -> None:
+    """Drop 25% of the SIP datagrams we send and receive; retransmissions must carry the call."""
+    uas = await register_then_serve(platform, alice, "-sn", "uas", "-mi", "127.0.0.1", "-mp", str(free_port()))
+    rng = random.Random(7)
+    stack = platform.sip.stack
+    original_send, original_receive = stack._send, stack.receive
+    stack._send = lambda message, destination: None if rng.random() < 0.25 else original_send(message, destination)  # type: ignore[method-assign]
+    stack.receive = lambda data, source: None if rng.random() < 0.25 else original_receive(data, source)  # type: ignore[method-assign]
+    try:
+        call = await call_sipp(platform, alice)
+        await asyncio.wait_for(call.answered.wait(), 30)
+        await asyncio.sleep(0.5)
+        await call.hangup()
+        await sipp.finish(uas, timeout=40)
+    finally:
+        stack._send, stack.receive = original_send, original_receive  # type: ignore[method-assign]
+    assert call.state is CallState.HANGUP
+    assert platform.sip.media.endpoints == []
+    assert not any(t.is_client for t in stack.transactions.transactions.values() if t.method == "INVITE")
+
+
+async def test_random_bytes_do_not_stop_the_listener(platform: Platform) -> None:
+    rng = random.Random(11)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=("127.0.0.1", platform.sip.stack.port))
+    datagrams = [rng.randbytes(rng.randint(0, 1500)) for _ in range(2000)] + _mutations()
+    try:
+        for index, datagram in enumerate(datagrams):
+            transport.sendto(datagram)
+            if index % 20 == 0:
+                await asyncio.sleep(0.002)  # stay within the socket's receive buffer
+    finally:
+        transport.close()
+    await asyncio.sleep(0.3)
+    assert await _options_answered(platform)
+    assert platform.sip.stack.counters.malformed > 1500
+
+
+def _mutations() -> list[bytes]:
+    base = (
+        b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKf\r\n"
+        b"From: <sip:a@b>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n"
+        b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    rng = random.Random(3)
+    out = []
+    for _ in range(500):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        out.append(bytes(data))
+    return out
+
+
+async def _options_answered(platform: Platform) -> bool:
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[bytes] = loop.create_future()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            if not answered.done():
+                answered.set_result(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Client, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    transport.sendto(
+        f"OPTIONS sip:ping@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKping;rport\r\n"
+        f"From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ping-1\r\nCSeq: 1 OPTIONS\r\n"
+        f"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n".encode(),
+        ("127.0.0.1", platform.sip.stack.port),
+    )
+    try:
+        reply = await asyncio.wait_for(answered, 5)
+    finally:
+        transport.close()
+    return reply.startswith(b"SIP/2.0 200")
