@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import Tenant
+from tests.peers import tshark
 from tests.peers.baresip import Baresip, dominant_frequency, tone
 from voipbin.runtime import Platform
 from voipbin.sip.message import Address
@@ -111,3 +112,25 @@ async def test_the_phone_hangs_up(phone: tuple[Baresip, dict[str, str]], platfor
     # until timer J; no INVITE or client transaction is left behind.
     lingering = platform.sip.stack.transactions.transactions.values()
     assert {(t.kind, t.state) for t in lingering} <= {(TransactionKind.SERVER_NON_INVITE, TransactionState.COMPLETED)}
+
+
+@pytest.mark.skipif(not tshark.available(), reason="tshark is installed by `make test`")
+async def test_rtp_on_the_wire_has_no_loss_and_low_jitter(
+    phone: tuple[Baresip, dict[str, str]], platform: Platform, alice: Tenant, tmp_path: Path
+) -> None:
+    engine = platform.sip.media
+    capture_filter = f"udp and portrange {engine.ports.first}-{engine.ports.last}"
+    async with tshark.Capture(tmp_path / "call.pcap", capture_filter) as capture:
+        call = await call_phone(platform, alice)
+        pcm = tone(tmp_path / "prompt.wav", PLATFORM_TONE_HZ, seconds=3.0).read_bytes()[44:]
+        await asyncio.wait_for(call.endpoint.play(pcm).done, 10)
+        await call.hangup()
+    streams = await capture.rtp_streams()
+
+    ours = f"127.0.0.1:{call.endpoint.local_port}"
+    sent = [s for s in streams if s.source == ours]
+    received = [s for s in streams if s.destination == ours]
+    assert sent and received, streams
+    for stream in sent + received:
+        assert stream.packets >= 100 and stream.lost == 0, stream
+    assert max(s.max_jitter_ms for s in sent) < 5.0, sent
