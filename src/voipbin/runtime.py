@@ -11,7 +11,9 @@ from voipbin.core.clock import Clock
 from voipbin.events.bus import EventBus, InProcessBus
 from voipbin.events.webhooks import RetryPolicy, WebhookDispatcher, queue_deliveries
 from voipbin.mail.outbox import Mailer, make_mailer
+from voipbin.calls.manager import CallManager
 from voipbin.sip.service import SipService
+from voipbin.speech.service import SpeechService
 from voipbin.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class Platform:
             ),
         )
         self.sip = SipService(settings, self.store)
+        self.speech = SpeechService(cache_dir=settings.data_dir / "tts-cache")
+        self.calls = CallManager(self)
         self.store.before_commit.append(queue_deliveries)
         self.store.after_commit.append(self.webhooks.wake)
         self.started = False
@@ -52,6 +56,7 @@ class Platform:
         await ensure_sandbox_admin(self)
         await self.webhooks.start()
         await self.sip.start()
+        await self.calls.recover()
         self.started = True
         log.info("platform started (database %s)", self.store.engine.url.render_as_string(hide_password=True))
 
@@ -59,7 +64,9 @@ class Platform:
         if not self.started:
             return
         self.started = False
+        await self.calls.stop()
         await self.sip.stop()
+        await self.speech.stop()
         await self.webhooks.stop()
         await self.bus.close()
         await self.store.close()

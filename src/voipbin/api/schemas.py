@@ -122,3 +122,123 @@ class Strict(BaseModel):
     """Base of request bodies: unknown fields are ignored, as VoIPBIN's server does."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+class AddressModel(BaseModel):
+    """VoIPBIN's CommonAddress: ``tel`` (E.164), ``extension``, ``sip``, ``agent``..."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Annotated[str, StringConstraints(max_length=32)] = ""
+    target: Annotated[str, StringConstraints(max_length=255)] = ""
+    target_name: Annotated[str, StringConstraints(max_length=255)] = ""
+    name: Annotated[str, StringConstraints(max_length=255)] = ""
+    detail: Annotated[str, StringConstraints(max_length=1024)] = ""
+
+
+class FlowOut(Owned):
+    type: str
+    name: str
+    detail: str
+    actions: list[dict[str, Any]]
+    direct_hash: str
+    on_complete_flow_id: str
+
+
+class CallOut(Owned):
+    owner_type: str
+    owner_id: str
+    flow_id: str
+    activeflow_id: str
+    type: str
+    master_call_id: str
+    chained_call_ids: list[str]
+    recording_id: str
+    recording_ids: list[str]
+    groupcall_id: str
+    source: dict[str, Any]
+    destination: dict[str, Any]
+    status: str
+    action: dict[str, Any]
+    direction: str
+    mute_direction: str
+    hangup_by: str
+    hangup_reason: str
+    metadata: dict[str, Any] = Field(validation_alias="call_metadata")
+    tm_ringing: Timestamp = None
+    tm_progressing: Timestamp = None
+    tm_hangup: Timestamp = None
+
+
+class GroupcallOut(Owned):
+    owner_type: str
+    owner_id: str
+    status: str
+    flow_id: str
+    source: dict[str, Any]
+    destinations: list[dict[str, Any]]
+    master_call_id: str
+    master_groupcall_id: str
+    ring_method: str
+    answer_method: str
+    answer_call_id: str
+    call_ids: list[str]
+    answer_groupcall_id: str
+    groupcall_ids: list[str]
+    call_count: int
+    groupcall_count: int
+    dial_index: int
+
+
+class ActiveflowOut(Owned):
+    flow_id: str
+    status: str
+    reference_type: str
+    reference_id: str
+    current_action: dict[str, Any]
+    executed_actions: list[dict[str, Any]]
+
+
+class TranscribeOut(Owned):
+    activeflow_id: str
+    on_end_flow_id: str
+    reference_type: str
+    reference_id: str
+    status: str
+    language: str
+    direction: str
+    provider: str
+
+
+class TranscriptOut(Resource):
+    id: str
+    customer_id: str
+    transcribe_id: str
+    direction: str
+    message: str
+    tm_transcript: Timestamp = None
+    tm_create: Timestamp
+
+
+class SpeakingOut(Owned):
+    reference_type: str
+    reference_id: str
+    language: str
+    provider: str
+    voice_id: str
+    direction: str
+    status: str
+    pod_id: str
+
+
+class ProviderOut(Owned):
+    type: str
+    hostname: str
+    port: int
+    transport: str
+    username: str
+    tech_prefix: str
+    tech_postfix: str
+    tech_headers: dict[str, Any]
+    name: str
+    detail: str

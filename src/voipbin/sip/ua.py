@@ -28,6 +28,7 @@ from voipbin.media.sdp import (
     reverse_direction,
 )
 from voipbin.sip.dialog import Dialog, new_call_id, new_tag
+from voipbin.sip.digest import authorization_for, select_challenge
 from voipbin.sip.location import Binding, Peer
 from voipbin.sip.message import Address, Headers, Request, Response, make_response
 from voipbin.sip.stack import Incoming, Outgoing, SipStack
@@ -80,6 +81,8 @@ class SipCall:
     listeners: list[Callable[[SipCall], None]] = field(default_factory=list)
     # Outgoing: pending forks (one INVITE per contact) until one answers.
     _forks: dict[str, Outgoing] = field(default_factory=dict)
+    # Outgoing to a trunk: (username, password) for its digest challenge.
+    auth: tuple[str, str] | None = None
     # Incoming: the INVITE we answer, and our 2xx until the ACK comes.
     _incoming: Incoming | None = None
     _answer_ack: asyncio.Event = field(default_factory=asyncio.Event)
@@ -198,8 +201,18 @@ class UserAgent:
 
     # -- outgoing ------------------------------------------------------------------------------
 
-    async def call(self, bindings: list[Binding], caller: Address, callee_uri: str, ring_timeout: float = RING_TIMEOUT_S) -> SipCall:
-        """Ring every binding at once; returns the call in ``dialing`` state at once."""
+    async def call(
+        self,
+        bindings: list[Binding],
+        caller: Address,
+        callee_uri: str,
+        ring_timeout: float = RING_TIMEOUT_S,
+        auth: tuple[str, str] | None = None,
+    ) -> SipCall:
+        """Ring every binding at once; returns the call in ``dialing`` state at once.
+
+        ``auth`` (username, password) answers a trunk's digest challenge to the INVITE.
+        """
         endpoint = await self.media.open_endpoint()
         call = SipCall(self, "outgoing", endpoint, caller.uri, callee_uri)
         self.calls.add(call)
@@ -210,6 +223,7 @@ class UserAgent:
         for binding in bindings:
             invite = self._invite(binding, caller, callee_uri, offer.serialize().encode())
             call._forks[invite.call_id] = self.stack.request(invite, binding.source)
+        call.auth = auth
         self._spawn(self._drive_outgoing(call, offer, ring_timeout))
         return call
 
@@ -245,18 +259,46 @@ class UserAgent:
             await call._finish("remote", reason_for_status(min(finals) if finals else 500))
 
     async def _follow_fork(self, call: SipCall, fork: Outgoing, offer: SessionDescription) -> int | None:
-        async for response in fork.responses():
+        authenticated = False
+        while True:
+            response = await self._final_of(call, fork)
             code = response.status_code
-            if code < 200:
-                if code in (180, 183) and call.state is CallState.DIALING:
-                    call._set_state(CallState.RINGING)
-                continue
             call._forks.pop(fork.request.call_id, None)
+            if code in (401, 407) and call.auth and not authenticated and call.state is not CallState.HANGUP:
+                retry = self._authenticated(fork.request, response, call.auth)
+                if retry is not None:
+                    authenticated = True
+                    fork = self.stack.request(retry, fork.destination)
+                    call._forks[retry.call_id] = fork
+                    continue
             if code >= 300:
                 return code
             await self._on_fork_answered(call, fork, response, offer)
             return code
-        return None
+
+    async def _final_of(self, call: SipCall, fork: Outgoing) -> Response:
+        async for response in fork.responses():
+            if response.status_code >= 200:
+                return response
+            if response.status_code in (180, 183) and call.state is CallState.DIALING:
+                call._set_state(CallState.RINGING)
+        raise AssertionError("unreachable: responses() ends with a final response")
+
+    def _authenticated(self, invite: Request, challenge: Response, auth: tuple[str, str]) -> Request | None:
+        """The INVITE again, answering a 401/407 (new branch, next CSeq)."""
+        header = "WWW-Authenticate" if challenge.status_code == 401 else "Proxy-Authenticate"
+        chosen = select_challenge(challenge.headers.get_all(header))
+        if chosen is None:
+            return None
+        retry = Request(invite.method, invite.uri, invite.headers.copy(), invite.body)
+        retry.headers.set("Via", self.stack.via(invite.vias[0].transport))
+        retry.headers.set("CSeq", f"{invite.cseq.number + 1} INVITE")
+        try:
+            value = authorization_for(chosen, "INVITE", invite.uri, auth[0], auth[1], cnonce=secrets.token_hex(8))
+        except ValueError:
+            return None
+        retry.headers.set("Authorization" if challenge.status_code == 401 else "Proxy-Authorization", value)
+        return retry
 
     async def _on_fork_answered(
         self, call: SipCall, fork: Outgoing, response: Response, offer: SessionDescription

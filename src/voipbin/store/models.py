@@ -21,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     text,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -46,12 +47,16 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
     def __init__(self, **values: Any) -> None:
-        # Column defaults apply at flush; apply scalar ones now so a new row reads complete
+        # Column defaults apply at flush; apply them now so a new row reads complete
         # (its public view is built before the transaction flushes).
-        for column in self.__table__.columns:
-            default = column.default
-            if column.key not in values and default is not None and default.is_scalar:
-                values[column.key] = default.arg  # type: ignore[attr-defined]
+        for attribute in sa_inspect(type(self)).column_attrs:
+            default = attribute.columns[0].default
+            if attribute.key in values or default is None:
+                continue
+            if default.is_scalar:
+                values[attribute.key] = default.arg  # type: ignore[attr-defined]
+            elif default.is_callable:  # list, dict: SQLAlchemy wraps them to take a context
+                values[attribute.key] = default.arg(None)  # type: ignore[attr-defined]
         cls = type(self)
         for key, value in values.items():
             if not hasattr(cls, key):
@@ -216,3 +221,148 @@ class WebhookDelivery(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     tm_create: Mapped[datetime]
     tm_update: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Flow(Timestamps, Base):
+    __tablename__ = "flows"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    type: Mapped[str] = mapped_column(String(16), default="flow")
+    name: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    actions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    direct_hash: Mapped[str] = mapped_column(String(32), default="")
+    on_complete_flow_id: Mapped[str] = mapped_column(String(36), default="")
+
+
+class Call(Timestamps, Base):
+    """One call leg, VoIPBIN's Call: its addresses, status lifecycle and how it ended."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    owner_type: Mapped[str] = mapped_column(String(16), default="")
+    owner_id: Mapped[str] = mapped_column(String(36), default="")
+    flow_id: Mapped[str] = mapped_column(String(36), default="")
+    activeflow_id: Mapped[str] = mapped_column(String(36), default="")
+    type: Mapped[str] = mapped_column(String(16), default="flow")
+    master_call_id: Mapped[str] = mapped_column(String(36), default="")
+    chained_call_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    recording_id: Mapped[str] = mapped_column(String(36), default="")
+    recording_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    groupcall_id: Mapped[str] = mapped_column(String(36), default="")
+    source: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    destination: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="dialing", index=True)
+    action: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    direction: Mapped[str] = mapped_column(String(16), default="outgoing")
+    mute_direction: Mapped[str] = mapped_column(String(8), default="")
+    hangup_by: Mapped[str] = mapped_column(String(8), default="")
+    hangup_reason: Mapped[str] = mapped_column(String(16), default="")
+    call_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    tm_ringing: Mapped[datetime | None] = mapped_column(default=None)
+    tm_progressing: Mapped[datetime | None] = mapped_column(default=None)
+    tm_hangup: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Groupcall(Timestamps, Base):
+    """Several calls rung together for one destination (an extension's phones); first answer wins."""
+
+    __tablename__ = "groupcalls"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    owner_type: Mapped[str] = mapped_column(String(16), default="")
+    owner_id: Mapped[str] = mapped_column(String(36), default="")
+    status: Mapped[str] = mapped_column(String(16), default="progressing")
+    flow_id: Mapped[str] = mapped_column(String(36), default="")
+    source: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    destinations: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    master_call_id: Mapped[str] = mapped_column(String(36), default="")
+    master_groupcall_id: Mapped[str] = mapped_column(String(36), default="")
+    ring_method: Mapped[str] = mapped_column(String(16), default="ring_all")
+    answer_method: Mapped[str] = mapped_column(String(16), default="hangup_others")
+    answer_call_id: Mapped[str] = mapped_column(String(36), default="")
+    call_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    answer_groupcall_id: Mapped[str] = mapped_column(String(36), default="")
+    groupcall_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    call_count: Mapped[int] = mapped_column(Integer, default=0)
+    groupcall_count: Mapped[int] = mapped_column(Integer, default=0)
+    dial_index: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Activeflow(Timestamps, Base):
+    __tablename__ = "activeflows"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    flow_id: Mapped[str] = mapped_column(String(36), default="")
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    reference_type: Mapped[str] = mapped_column(String(16), default="call")
+    reference_id: Mapped[str] = mapped_column(String(36), default="")
+    current_action: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    executed_actions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class Transcribe(Timestamps, Base):
+    __tablename__ = "transcribes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    activeflow_id: Mapped[str] = mapped_column(String(36), default="")
+    on_end_flow_id: Mapped[str] = mapped_column(String(36), default="")
+    reference_type: Mapped[str] = mapped_column(String(16), default="call")
+    reference_id: Mapped[str] = mapped_column(String(36), default="", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="progressing")
+    language: Mapped[str] = mapped_column(String(16), default="en-US")
+    direction: Mapped[str] = mapped_column(String(8), default="both")
+    provider: Mapped[str] = mapped_column(String(16), default="")
+
+
+class Transcript(Base):
+    __tablename__ = "transcripts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    transcribe_id: Mapped[str] = mapped_column(String(36), index=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str] = mapped_column(Text)
+    tm_transcript: Mapped[datetime | None] = mapped_column(default=None)
+    tm_create: Mapped[datetime] = mapped_column(index=True)
+
+
+class Speaking(Timestamps, Base):
+    __tablename__ = "speakings"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    reference_type: Mapped[str] = mapped_column(String(16), default="call")
+    reference_id: Mapped[str] = mapped_column(String(36), default="", index=True)
+    language: Mapped[str] = mapped_column(String(16), default="")
+    provider: Mapped[str] = mapped_column(String(32), default="")
+    voice_id: Mapped[str] = mapped_column(String(64), default="")
+    direction: Mapped[str] = mapped_column(String(8), default="")
+    status: Mapped[str] = mapped_column(String(16), default="initiating")
+    pod_id: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Provider(Timestamps, Base):
+    """A SIP trunk to a carrier, for ``tel`` destinations (the operator's, or a customer's own)."""
+
+    __tablename__ = "providers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    type: Mapped[str] = mapped_column(String(16), default="sip")
+    hostname: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer, default=5060)
+    transport: Mapped[str] = mapped_column(String(8), default="udp")
+    username: Mapped[str] = mapped_column(String(255), default="")
+    password: Mapped[str] = mapped_column(String(255), default="")
+    tech_prefix: Mapped[str] = mapped_column(String(32), default="")
+    tech_postfix: Mapped[str] = mapped_column(String(32), default="")
+    tech_headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,123 @@
+"""``/v1.0/calls`` and ``/v1.0/groupcalls``: placing calls, watching them, hanging them up."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from voipbin.api.crud import get_owned, list_view, soft_delete
+from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
+from voipbin.api.errors import bad_request
+from voipbin.api.schemas import AddressModel, CallOut, GroupcallOut, Page, Strict
+from voipbin.calls import records
+from voipbin.calls.addresses import CallRequestError
+from voipbin.core.ids import is_uuid
+from voipbin.flows.actions import FlowError, parse_actions
+from voipbin.runtime import Platform
+from voipbin.store.models import Call, Groupcall
+
+router = APIRouter(prefix="/v1.0", tags=["calls"])
+
+
+class CallIn(Strict):
+    source: AddressModel
+    destinations: Annotated[list[AddressModel], Field(max_length=100)]
+    actions: Annotated[list[dict[str, Any]], Field(max_length=1000)] = []
+    flow_id: Annotated[str, Field(max_length=36)] = ""
+    anonymous: str = ""
+    variables: dict[str, str] = {}
+
+
+class CallsCreated(BaseModel):
+    calls: list[CallOut]
+    groupcalls: list[GroupcallOut]
+
+
+def checked_actions(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The actions as the flow engine will run them (ids filled in); 400 naming what is wrong."""
+    try:
+        return [action.to_dict() for action in parse_actions(raw)]
+    except FlowError as error:
+        raise bad_request(error.message, "INVALID_ACTION") from None
+
+
+@router.post("/calls", response_model=CallsCreated, summary="Place calls; an extension destination makes a groupcall")
+async def create(body: CallIn, platform: PlatformDep, who: StaffDep) -> CallsCreated:
+    if not body.actions and not body.flow_id:
+        raise bad_request("Give the call something to do: 'actions' or a 'flow_id'.", "MISSING_REQUEST_PARAMETER")
+    if body.flow_id and not is_uuid(body.flow_id):
+        raise bad_request("flow_id must be a flow's id (UUID).")
+    actions = checked_actions(body.actions) if not body.flow_id else []
+    try:
+        placed = await platform.calls.place(
+            who.customer_id,
+            body.source.model_dump(),
+            [d.model_dump() for d in body.destinations],
+            actions,
+            body.flow_id,
+        )
+    except CallRequestError as error:
+        raise bad_request(error.message, error.reason) from None
+    return CallsCreated(
+        calls=[CallOut.model_validate(c) for c in placed.calls],
+        groupcalls=[GroupcallOut.model_validate(g) for g in placed.groupcalls],
+    )
+
+
+@router.get("/calls", response_model=Page[CallOut])
+async def list_calls(platform: PlatformDep, who: StaffDep, paging: PagingDep) -> Page[CallOut]:
+    return await list_view(platform, Call, CallOut, who.customer_id, paging)
+
+
+@router.get("/calls/{call_id}", response_model=CallOut)
+async def get_call(call_id: str, platform: PlatformDep, who: StaffDep) -> CallOut:
+    async with platform.store.session() as session:
+        return CallOut.model_validate(await get_owned(session, Call, call_id, who.customer_id, "call"))
+
+
+async def _hangup(platform: Platform, call_id: str, customer_id: str) -> Call:
+    async with platform.store.session() as session:
+        call = await get_owned(session, Call, call_id, customer_id, "call")
+    if call.status != "hangup":
+        await platform.calls.hangup(call.id)
+    async with platform.store.session() as session:
+        return await get_owned(session, Call, call_id, customer_id, "call")
+
+
+@router.post("/calls/{call_id}/hangup", response_model=CallOut, summary="Hang up a call")
+async def hangup_call(call_id: str, platform: PlatformDep, who: StaffDep) -> CallOut:
+    return CallOut.model_validate(await _hangup(platform, call_id, who.customer_id))
+
+
+@router.delete("/calls/{call_id}", response_model=CallOut, summary="Hang up (if live) and delete a call")
+async def delete_call(call_id: str, platform: PlatformDep, who: StaffDep) -> CallOut:
+    await _hangup(platform, call_id, who.customer_id)
+    async with platform.store.transaction() as tx:
+        call = await get_owned(tx.session, Call, call_id, who.customer_id, "call")
+        soft_delete(call, tx)
+        records.announce(tx, call, "call_deleted")
+    return CallOut.model_validate(call)
+
+
+@router.get("/groupcalls", response_model=Page[GroupcallOut])
+async def list_groupcalls(platform: PlatformDep, who: StaffDep, paging: PagingDep) -> Page[GroupcallOut]:
+    return await list_view(platform, Groupcall, GroupcallOut, who.customer_id, paging)
+
+
+@router.get("/groupcalls/{groupcall_id}", response_model=GroupcallOut)
+async def get_groupcall(groupcall_id: str, platform: PlatformDep, who: StaffDep) -> GroupcallOut:
+    async with platform.store.session() as session:
+        return GroupcallOut.model_validate(await get_owned(session, Groupcall, groupcall_id, who.customer_id, "groupcall"))
+
+
+@router.post("/groupcalls/{groupcall_id}/hangup", response_model=GroupcallOut, summary="Hang up every call of a groupcall")
+async def hangup_groupcall(groupcall_id: str, platform: PlatformDep, who: StaffDep) -> GroupcallOut:
+    async with platform.store.session() as session:
+        group = await get_owned(session, Groupcall, groupcall_id, who.customer_id, "groupcall")
+    for call_id in group.call_ids:
+        await platform.calls.hangup(call_id)
+    async with platform.store.session() as session:
+        return GroupcallOut.model_validate(await get_owned(session, Groupcall, groupcall_id, who.customer_id, "groupcall"))
+

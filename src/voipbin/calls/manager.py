@@ -1,0 +1,235 @@
+"""Placing, tracking and ending calls: VoIPBIN's calls and groupcalls on our SIP user agent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from voipbin.calls import records
+from voipbin.calls.addresses import CallRequestError, Destination, check_source, resolve_destination
+from voipbin.calls.live import LiveCall
+from voipbin.calls.runner import FlowRunner
+from voipbin.core.ids import new_id
+from voipbin.flows.engine import CallHungUp
+from voipbin.sip.location import Binding
+from voipbin.sip.message import Address
+from voipbin.sip.ua import SipCall
+from voipbin.sip.uri import SipUri
+from voipbin.store.models import Call, Flow, Groupcall
+
+if TYPE_CHECKING:
+    from voipbin.runtime import Platform
+
+log = logging.getLogger(__name__)
+
+LIVE_STATES = ("dialing", "ringing", "progressing", "terminating", "canceling")
+
+
+@dataclass(frozen=True)
+class Placed:
+    calls: list[Call]
+    groupcalls: list[Groupcall]
+
+
+class CallManager:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.store = platform.store
+        self.clock = platform.clock
+        self.live: dict[str, LiveCall] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def recover(self) -> None:
+        """Calls left live by a previous process cannot be: record them as ended."""
+        now = self.clock.now()
+        async with self.store.transaction() as tx:
+            stuck = (await tx.session.scalars(select(Call).where(Call.status.in_(LIVE_STATES)))).all()
+            for call in stuck:
+                call.status, call.hangup_by, call.hangup_reason = "hangup", "local", "failed"
+                call.tm_hangup = call.tm_update = now
+                records.announce(tx, call, "call_hangup")
+            await tx.session.execute(
+                update(Groupcall).where(Groupcall.status != "hangup").values(status="hangup", tm_update=now)
+            )
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(live.hangup("normal") for live in list(self.live.values())), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- placing calls ---------------------------------------------------------------------
+
+    async def place(
+        self,
+        customer_id: str,
+        source: dict[str, Any],
+        destinations: list[dict[str, Any]],
+        actions: list[dict[str, Any]],
+        flow_id: str = "",
+    ) -> Placed:
+        if not destinations:
+            raise CallRequestError("destinations must list at least one address to call.")
+        async with self.store.session() as session:
+            caller = await check_source(session, customer_id, source)
+            targets = [await resolve_destination(session, customer_id, i, d) for i, d in enumerate(destinations)]
+            if flow_id:
+                actions = await self._flow_actions(session, customer_id, flow_id)
+        placed = Placed([], [])
+        for target in targets:
+            if target.kind == "extension":
+                placed.groupcalls.append(await self._ring_extension(customer_id, caller, target, actions, flow_id))
+            else:
+                placed.calls.append(await self._dial(customer_id, caller, target, actions, flow_id))
+        return placed
+
+    async def _flow_actions(self, session: Any, customer_id: str, flow_id: str) -> list[dict[str, Any]]:
+        flow = await session.scalar(
+            select(Flow).where(Flow.id == flow_id, Flow.customer_id == customer_id, Flow.tm_delete.is_(None))
+        )
+        if flow is None:
+            raise CallRequestError(f"flow_id {flow_id} is not a flow of your account.", "FLOW_NOT_FOUND")
+        return list(flow.actions)
+
+    def _new_call(self, customer_id: str, caller: dict[str, Any], destination: dict[str, Any], flow_id: str, groupcall_id: str = "") -> Call:
+        return Call(
+            id=new_id(),
+            customer_id=customer_id,
+            flow_id=flow_id,
+            type="flow",
+            groupcall_id=groupcall_id,
+            source=caller,
+            destination=destination,
+            status="dialing",
+            direction="outgoing",
+            tm_create=self.clock.now(),
+        )
+
+    async def _ring_extension(
+        self, customer_id: str, caller: dict[str, Any], target: Destination, actions: list[dict[str, Any]], flow_id: str
+    ) -> Groupcall:
+        assert target.extension is not None
+        extension = target.extension
+        bindings = self.platform.sip.registrations(customer_id, extension.extension)
+        group = Groupcall(
+            id=new_id(),
+            customer_id=customer_id,
+            status="progressing",
+            flow_id=flow_id,
+            source=caller,
+            destinations=[target.address],
+            ring_method="ring_all",
+            answer_method="hangup_others",
+            tm_create=self.clock.now(),
+        )
+        destination = {**target.address, "target": extension.extension, "target_name": extension.name}
+        # One call per registered phone; with none, one call that fails at once (VoIPBIN's way).
+        calls = [self._new_call(customer_id, caller, destination, flow_id, group.id) for _ in bindings or [None]]
+        group.call_ids = [c.id for c in calls]
+        group.call_count = len(calls)
+        async with self.store.transaction() as tx:
+            tx.session.add(group)
+            records.announce(tx, group, "groupcall_created")
+            for call in calls:
+                tx.session.add(call)
+                records.announce(tx, call, "call_created")
+        callee = f"sip:{extension.extension}@{self.platform.settings.registrar_domain(customer_id)}"
+        for call, binding in zip(calls, bindings or [None]):
+            dial_to = [binding] if binding is not None else []
+            self._start(call, actions, lambda b=dial_to: self.platform.sip.ua.call(b, self._caller_address(caller), callee))
+        return group
+
+    async def _dial(
+        self, customer_id: str, caller: dict[str, Any], target: Destination, actions: list[dict[str, Any]], flow_id: str
+    ) -> Call:
+        call = self._new_call(customer_id, caller, target.address, flow_id)
+        await records.add(self.store, call, "call_created")
+        self._start(call, actions, lambda: self._dial_uri(caller, target))
+        return call
+
+    async def _dial_uri(self, caller: dict[str, Any], target: Destination) -> SipCall:
+        if target.provider is not None:
+            provider = target.provider
+            number = target.address["target"]
+            uri = f"sip:{provider.tech_prefix}{number}{provider.tech_postfix}@{provider.hostname}:{provider.port}"
+            peer = (provider.transport, await _resolve(provider.hostname), provider.port)
+            auth = (provider.username, provider.password) if provider.username else None
+        else:
+            parsed = SipUri.parse(target.sip_uri)
+            uri = target.sip_uri
+            peer = (parsed.transport or "udp", await _resolve(parsed.host.strip("[]")), parsed.port or 5060)
+            auth = None
+        binding = Binding(customer_id="", extension="", contact=uri, source=peer, expires_at=float("inf"))
+        return await self.platform.sip.ua.call([binding], self._caller_address(caller), uri, auth=auth)
+
+    def _start(self, call: Call, actions: list[dict[str, Any]], dial: Any) -> None:
+        live = LiveCall(self, call, actions)
+        self.live[call.id] = live
+        task = asyncio.create_task(live.run(dial), name=f"call-{call.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    # -- what live calls report ----------------------------------------------------------------
+
+    def on_answered(self, live: LiveCall) -> None:
+        if live.groupcall_id:
+            self.spawn(self._groupcall_answered(live))
+        live.runner = FlowRunner(live, live.flow_id)
+        self.spawn(live.runner.run())
+
+    async def on_hangup(self, live: LiveCall) -> None:
+        self.live.pop(live.id, None)
+        if live.runner is not None:
+            live.runner.post(CallHungUp())
+        if live.groupcall_id:
+            await self._groupcall_maybe_over(live.groupcall_id)
+
+    async def _groupcall_answered(self, live: LiveCall) -> None:
+        group = await records.change(self.store, Groupcall, live.groupcall_id, None, answer_call_id=live.id)
+        if group is None:
+            return
+        # answer_method hangup_others: the other phones stop ringing.
+        others = [self.live[c] for c in group.call_ids if c != live.id and c in self.live]
+        await asyncio.gather(*(other.hangup("normal") for other in others), return_exceptions=True)
+
+    async def _groupcall_maybe_over(self, groupcall_id: str) -> None:
+        async with self.store.session() as session:
+            group = await session.get(Groupcall, groupcall_id)
+        if group is None or group.status == "hangup" or any(c in self.live for c in group.call_ids):
+            return
+        await records.change(self.store, Groupcall, groupcall_id, "groupcall_hangup", status="hangup")
+
+    async def hangup(self, call_id: str) -> bool:
+        """Hang up a live call; False when it is not live here."""
+        live = self.live.get(call_id)
+        if live is None:
+            return False
+        await live.hangup("normal")
+        await asyncio.wait_for(live.ended.wait(), 15)
+        return True
+
+    def _caller_address(self, caller: dict[str, Any]) -> Address:
+        user = caller.get("target") or "anonymous"
+        return Address(f"sip:{user}@{self.platform.settings.domain}", caller.get("name") or caller.get("target_name") or "")
+
+    def spawn(self, coro: Any) -> None:
+        """Run in the background for as long as the platform runs; failures are logged."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call task failed", exc_info=task.exception())
+
+
+async def _resolve(host: str) -> str:
+    """An IP for a trunk's host name (RTP and SIP sockets need addresses)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+    return str(infos[0][4][0])

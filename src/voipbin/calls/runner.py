@@ -1,0 +1,245 @@
+"""Runs a call's flow: the engine's commands become media, timers, SIP and HTTP on the live call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import wave
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import numpy as np
+import soxr
+
+from voipbin.calls import records
+from voipbin.calls.transcription import TranscribeSession
+from voipbin.core.ids import new_id
+from voipbin.flows import engine as fe
+from voipbin.flows.actions import parse_actions
+from voipbin.speech.stt import SttError
+from voipbin.speech.tts import TtsError
+from voipbin.store.models import Activeflow, Call
+
+if TYPE_CHECKING:
+    from voipbin.calls.live import LiveCall
+
+log = logging.getLogger(__name__)
+
+MAX_PLAY_BYTES = 20 << 20
+
+
+class FlowRunner:
+    def __init__(self, live: LiveCall, flow_id: str) -> None:
+        self.live = live
+        self.manager = live.manager
+        self.flow_id = flow_id
+        self.id = new_id()
+        self._events: asyncio.Queue[fe.Event] = asyncio.Queue()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.transcribe: TranscribeSession | None = None
+
+    def post(self, event: fe.Event) -> None:
+        self._events.put_nowait(event)
+
+    async def run(self) -> None:
+        clock = self.manager.clock
+        flow = fe.ActiveFlow(
+            self.flow_id, parse_actions(self.live.actions), self._variables(), clock.now(), activeflow_id=self.id
+        )
+        await self._record_start()
+        endpoint = self.live.endpoint
+        if endpoint is not None:
+            endpoint.on_dtmf = lambda digit: self.post(fe.DigitsReceived(digit))
+        commands = flow.start(clock.now())
+        try:
+            while True:
+                for command in commands:
+                    await self._execute(command)
+                if flow.status is fe.FlowStatus.ENDED:
+                    break
+                commands = flow.handle(await self._events.get(), clock.now())
+        finally:
+            await self._finish(flow)
+
+    def _variables(self) -> dict[str, str]:
+        live = self.live
+        variables = {"voipbin.call.id": live.id, "voipbin.call.direction": live.direction}
+        for side, address in (("source", live.source), ("destination", live.destination)):
+            for key in ("name", "detail", "target", "target_name", "type"):
+                variables[f"voipbin.call.{side}.{key}"] = str(address.get(key, ""))
+        return variables
+
+    async def _record_start(self) -> None:
+        row = Activeflow(
+            id=self.id,
+            customer_id=self.live.customer_id,
+            flow_id=self.flow_id,
+            status="running",
+            reference_type="call",
+            reference_id=self.live.id,
+            tm_create=self.manager.clock.now(),
+        )
+        await records.add(self.manager.store, row, "activeflow_created")
+        await records.change(self.manager.store, Call, self.live.id, None, activeflow_id=self.id)
+
+    async def _finish(self, flow: fe.ActiveFlow) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.transcribe is not None:
+            await self.transcribe.stop()
+        snapshot = flow.snapshot()
+        await records.change(
+            self.manager.store, Activeflow, self.id, "activeflow_updated",
+            status="ended", current_action={}, executed_actions=snapshot["executed_actions"],
+        )
+
+    # -- commands ------------------------------------------------------------------------------
+
+    async def _execute(self, command: fe.Command) -> None:
+        handler = getattr(self, f"_do_{type(command).__name__}", None)
+        if handler is None:
+            log.info("flow command %s is not supported here", type(command).__name__)
+            token = getattr(command, "token", None)
+            if token is not None:
+                self.post(fe.CommandFailed(token, f"{type(command).__name__} is not supported yet"))
+            return
+        await handler(command)
+
+    async def _do_ActionStarted(self, command: fe.ActionStarted) -> None:
+        action = command.action.to_dict()
+        await self.live.set_action(action)
+        await records.change(self.manager.store, Activeflow, self.id, None, current_action=action)
+
+    async def _do_Answer(self, command: fe.Answer) -> None:
+        if self.live.sip is not None and self.live.direction == "incoming":
+            await self.live.sip.answer()
+
+    async def _do_Talk(self, command: fe.Talk) -> None:
+        tts = self.manager.platform.speech.tts
+        try:
+            tts.engine_for(command.provider, command.language)  # refuse a bad provider before any audio
+        except TtsError as error:
+            self.post(fe.CommandFailed(command.token, str(error)))
+            return
+        chunks = tts.stream(command.text, command.language, command.voice_id, gender=command.gender, provider=command.provider)
+        self._play(self._guarded(chunks, command.token), command.token)
+
+    async def _do_Play(self, command: fe.Play) -> None:
+        self._spawn(self._fetch_and_play(command))
+
+    async def _fetch_and_play(self, command: fe.Play) -> None:
+        try:
+            pcm = b"".join([await _fetch_wav_as_pcm8k(url) for url in command.urls])
+        except (httpx.HTTPError, ValueError, wave.Error, EOFError) as error:
+            self.post(fe.CommandFailed(command.token, f"cannot play: {error}"))
+            return
+        endpoint = self.live.endpoint
+        if endpoint is None:
+            return
+        await self._await_playback(endpoint.play(pcm), command.token)
+
+    def _play(self, chunks: AsyncIterator[bytes], token: int) -> None:
+        endpoint = self.live.endpoint
+        if endpoint is None:
+            self.post(fe.CommandFailed(token, "the call has no media"))
+            return
+        self._spawn(self._await_playback(endpoint.play_stream(chunks), token))
+
+    async def _await_playback(self, playback: Any, token: int) -> None:
+        await playback.done
+        self.post(fe.MediaDone(token))
+
+    async def _guarded(self, chunks: AsyncIterator[bytes], token: int) -> AsyncIterator[bytes]:
+        try:
+            async for pcm in chunks:
+                yield pcm
+        except TtsError as error:
+            self.post(fe.CommandFailed(token, str(error)))
+
+    async def _do_StopMedia(self, command: fe.StopMedia) -> None:
+        if self.live.endpoint is not None:
+            self.live.endpoint.stop()
+
+    async def _do_StartTimer(self, command: fe.StartTimer) -> None:
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(command.duration_s, self.post, fe.TimerFired(command.token)))
+
+    # Hanging up outlives the flow (whose own tasks end with it), so the manager runs it.
+
+    async def _do_Hangup(self, command: fe.Hangup) -> None:
+        self.manager.spawn(self.live.hangup(command.reason or "normal"))
+
+    async def _do_FlowEnded(self, command: fe.FlowEnded) -> None:
+        if command.reason != fe.HUNG_UP:
+            # VoIPBIN hangs up a call whose flow has nothing more to do.
+            self.manager.spawn(self.live.hangup("normal"))
+
+    async def _do_StartTranscribe(self, command: fe.StartTranscribe) -> None:
+        if self.transcribe is not None:
+            return
+        session = TranscribeSession(self.live, command.language, command.direction, command.provider, self.id)
+        try:
+            await session.start()
+        except SttError as error:
+            log.info("transcription on call %s refused: %s", self.live.id, error)
+            return
+        self.transcribe = session
+
+    async def _do_StopTranscribe(self, command: fe.StopTranscribe) -> None:
+        if self.transcribe is not None:
+            session, self.transcribe = self.transcribe, None
+            await session.stop()
+
+    async def _do_CollectDigits(self, command: fe.CollectDigits) -> None:
+        return None  # digits always reach the flow (endpoint.on_dtmf); the engine decides when it is done
+
+    async def _do_SendDigits(self, command: fe.SendDigits) -> None:
+        if self.live.endpoint is not None:
+            with contextlib.suppress(Exception):
+                self.live.endpoint.send_dtmf(command.digits, command.duration_ms)
+
+    async def _do_SendWebhook(self, command: fe.SendWebhook) -> None:
+        self._spawn(self._send_webhook(command))
+
+    async def _send_webhook(self, command: fe.SendWebhook) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                await client.request(
+                    command.method or "POST",
+                    command.uri,
+                    content=command.data.encode() if isinstance(command.data, str) else b"",
+                    headers={"Content-Type": command.data_type or "application/json"},
+                )
+        except (httpx.HTTPError, ValueError) as error:
+            log.info("webhook_send to %s failed: %s", command.uri, error)
+        if command.sync:
+            self.post(fe.WebhookDone(command.token))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _fetch_wav_as_pcm8k(url: str) -> bytes:
+    """A WAV from a URL as 8 kHz 16-bit mono PCM."""
+    async with httpx.AsyncClient(timeout=10, follow_redirects=True) as client:
+        response = await client.get(url)
+        response.raise_for_status()
+    if len(response.content) > MAX_PLAY_BYTES:
+        raise ValueError(f"{url} is larger than {MAX_PLAY_BYTES >> 20} MiB")
+    with wave.open(io.BytesIO(response.content)) as source:
+        if source.getsampwidth() != 2:
+            raise ValueError(f"{url}: only 16-bit PCM WAV files can be played")
+        samples = np.frombuffer(source.readframes(source.getnframes()), dtype="<i2")
+        channels, rate = source.getnchannels(), source.getframerate()
+    mono = samples.reshape(-1, channels).mean(axis=1) if channels > 1 else samples.astype(np.float64)
+    if rate != 8000:
+        mono = soxr.resample(mono, rate, 8000)
+    return np.clip(mono, -32768, 32767).astype("<i2").tobytes()

@@ -1,0 +1,227 @@
+"""TTS: engines, provider/language routing, cache, streaming, worker lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.speech.audio import RATE, process_exists, rms, seconds
+from voipbin.speech import (
+    EspeakTts,
+    PiperTts,
+    TtsCache,
+    TtsConfigError,
+    TtsService,
+    WorkerError,
+    split_sentences,
+)
+
+SENTENCE = "Thank you for calling, please hold while we connect you."
+PARAGRAPH = (
+    "Welcome to the support line. All of our agents are busy helping other customers right now. "
+    "Your call is important to us, so please stay on the line and we will answer shortly."
+)
+
+
+class CountingEspeak(EspeakTts):
+    """espeak-ng that counts real renders, to tell cache hits from synthesis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renders = 0
+
+    async def render(self, text: str, voice: str) -> bytes:
+        self.renders += 1
+        return await super().render(text, voice)
+
+
+def test_split_sentences() -> None:
+    assert split_sentences("Hello there. How are you?  Fine!\nNext line") == [
+        "Hello there.",
+        "How are you?",
+        "Fine!",
+        "Next line",
+    ]
+    assert split_sentences("こんにちは。元気ですか？はい") == ["こんにちは。", "元気ですか？", "はい"]
+    assert split_sentences("version 1.5 is out") == ["version 1.5 is out"]
+    assert split_sentences("  \n ") == []
+
+
+@pytest.mark.slow
+async def test_piper_synthesizes_8khz_speech(piper: PiperTts) -> None:
+    began = time.perf_counter()
+    pcm = await piper.synthesize(SENTENCE)
+    elapsed = time.perf_counter() - began
+    # 10 words: ~2.7 s measured; 8 kHz 16-bit means 16 000 bytes per second.
+    assert 2.0 < seconds(pcm) < 4.5
+    assert len(pcm) % 2 == 0
+    assert rms(pcm) > 500
+    assert elapsed < 5.0  # includes starting the worker and loading the voice
+    # GPL boundary: piper runs only in the worker process.
+    assert "piper" not in sys.modules
+
+
+async def test_espeak_speaks_english_and_other_languages(espeak: EspeakTts) -> None:
+    english = await espeak.synthesize(SENTENCE, "en-US")
+    german = await espeak.synthesize("Vielen Dank für Ihren Anruf. Bitte warten Sie.", "de-DE")
+    korean = await espeak.synthesize("전화해 주셔서 감사합니다.", "ko-KR")
+    for pcm in (english, german, korean):
+        assert 0.8 < seconds(pcm) < 6.0
+        assert rms(pcm) > 300
+
+
+async def test_espeak_voice_mapping(espeak: EspeakTts) -> None:
+    expected = {
+        "en-US": "en-us",
+        "en-GB": "en-gb",
+        "ko-KR": "ko",
+        "ja-JP": "ja",
+        "de-DE": "de",
+        "fr-CA": "fr-fr",
+        "pt-BR": "pt-br",
+        "zh-CN": "cmn",
+        "es_MX": "es-419",
+    }
+    for language, voice in expected.items():
+        assert await espeak.resolve_voice(language) == voice, language
+    assert await espeak.resolve_voice("de-DE", gender="female") == "de+f3"
+    assert await espeak.resolve_voice("en-US", gender="Male") == "en-us+m3"
+    assert await espeak.resolve_voice("en-US", voice="en-GB", gender="female") == "en-gb+f3"
+    with pytest.raises(TtsConfigError, match="no offline voice speaks language 'xx-YY'"):
+        await espeak.resolve_voice("xx-YY")
+    with pytest.raises(TtsConfigError, match="no voice '-x'"):
+        await espeak.resolve_voice("en-US", voice="-x")
+    with pytest.raises(TtsConfigError, match="gender"):
+        await espeak.resolve_voice("en-US", gender="robot")
+    female = await espeak.synthesize("Hello.", "en-US", gender="female")
+    male = await espeak.synthesize("Hello.", "en-US", gender="male")
+    assert female != male
+
+
+async def test_provider_and_language_pick_the_engine() -> None:
+    piper = PiperTts()  # its worker starts only on a request; none is made here
+    espeak = EspeakTts()
+    service = TtsService(piper=piper, espeak=espeak, environ={})
+    assert service.engine_for("", "en-US") is piper
+    assert service.engine_for("", "en-GB") is piper
+    assert service.engine_for("piper", "en-US") is piper
+    assert service.engine_for("", "de-DE") is espeak
+    assert service.engine_for("espeak", "en-US") is espeak
+    with pytest.raises(TtsConfigError, match="unknown TTS provider 'nope'"):
+        service.engine_for("nope")
+    with pytest.raises(TtsConfigError, match="speaks English only"):
+        await service.synthesize("Hallo.", "de-DE", provider="piper")
+    with pytest.raises(TtsConfigError, match="piper has no voice"):
+        await service.synthesize("Hello.", voice="en-US-Wavenet-A")
+    assert piper.worker.starts == 0
+
+
+async def test_cloud_provider_without_key_is_a_clear_error() -> None:
+    service = TtsService(espeak=EspeakTts(), environ={})
+    with pytest.raises(TtsConfigError) as error:
+        await service.synthesize("Hello.", provider="elevenlabs")
+    assert str(error.value) == (
+        "provider 'elevenlabs' needs VOIPBIN_ELEVENLABS_API_KEY; "
+        "omit provider to use the built-in offline voice"
+    )
+    for provider, setting in (("gcp", "VOIPBIN_GCP_CREDENTIALS"), ("aws", "VOIPBIN_AWS_ACCESS_KEY_ID")):
+        with pytest.raises(TtsConfigError, match=setting):
+            await service.synthesize("Hello.", provider=provider)
+    keyed = TtsService(environ={"VOIPBIN_ELEVENLABS_API_KEY": "k"})
+    with pytest.raises(TtsConfigError, match="not built into this offline server"):
+        await keyed.synthesize("Hello.", provider="ElevenLabs")
+
+
+async def test_cache_returns_identical_bytes_without_resynthesis(tmp_path: Path) -> None:
+    espeak = CountingEspeak()
+    service = TtsService(espeak=espeak, cache=TtsCache(directory=tmp_path))
+    first = await service.synthesize(PARAGRAPH)
+    renders = espeak.renders
+    assert renders == len(split_sentences(PARAGRAPH))
+    again = await service.synthesize(PARAGRAPH)
+    assert again == first
+    assert espeak.renders == renders
+    assert service.cache.hits == renders
+
+    # A new process (fresh memory cache) finds the sentences on disk.
+    espeak_after_restart = CountingEspeak()
+    restarted = TtsService(espeak=espeak_after_restart, cache=TtsCache(directory=tmp_path))
+    assert await restarted.synthesize(PARAGRAPH) == first
+    assert espeak_after_restart.renders == 0
+
+
+async def test_cache_is_bounded_in_bytes() -> None:
+    cache = TtsCache(max_bytes=10)
+    await cache.put(("e", "v", "a"), b"12345")
+    await cache.put(("e", "v", "b"), b"12345")
+    assert await cache.get(("e", "v", "a")) == b"12345"  # now the most recent
+    await cache.put(("e", "v", "c"), b"1234")
+    assert cache.size <= 10
+    assert await cache.get(("e", "v", "b")) is None  # least recently used went
+    assert await cache.get(("e", "v", "a")) == b"12345"
+    await cache.put(("e", "v", "huge"), b"x" * 11)
+    assert await cache.get(("e", "v", "huge")) is None
+
+
+@pytest.mark.slow
+async def test_stream_yields_first_sentence_before_the_rest(piper: PiperTts) -> None:
+    service = TtsService(piper=piper, espeak=EspeakTts(), cache=TtsCache(max_bytes=0))
+    await piper.start()
+    began = time.perf_counter()
+    arrivals: list[float] = []
+    chunks: list[bytes] = []
+    async for pcm in service.stream(PARAGRAPH):
+        arrivals.append(time.perf_counter() - began)
+        chunks.append(pcm)
+    total = time.perf_counter() - began
+    assert len(chunks) == len(split_sentences(PARAGRAPH)) == 3
+    assert arrivals[0] < total / 2
+    assert arrivals[0] < 0.6
+    audio = seconds(b"".join(chunks))
+    assert total < audio / 4  # far faster than real time
+    print(f"\npiper stream: first chunk {arrivals[0] * 1000:.0f} ms, all {total * 1000:.0f} ms "
+          f"for {audio:.2f} s of audio (RTF {total / audio:.3f})")
+
+
+@pytest.mark.slow
+async def test_piper_worker_survives_errors_cancellation_and_death(piper: PiperTts) -> None:
+    service = TtsService(piper=piper, espeak=EspeakTts())
+    plain = await service.synthesize("Goodbye.")
+    assert await service.synthesize("Goodbye.", gender="female") == plain  # one voice: same, cached
+    pid = piper.worker.pid
+    assert pid is not None
+
+    # A request the worker rejects is reported without costing the worker.
+    with pytest.raises(WorkerError, match="KeyError"):
+        await piper.worker.request({"rate": RATE})
+    # A caller cancelled mid-request (barge-in) leaves the pipe in step.
+    abandoned = asyncio.create_task(piper.synthesize("This sentence is abandoned halfway through."))
+    await asyncio.sleep(0.01)
+    abandoned.cancel()
+    assert await piper.synthesize("Goodbye.") != b""
+    assert 0.3 < seconds(await piper.render("Goodbye.", piper.voice)) < 1.5
+    assert piper.worker.pid == pid
+
+    os.kill(pid, 9)
+    await asyncio.sleep(0.1)
+    assert seconds(await piper.synthesize("Still here.")) > 0.3
+    assert piper.worker.starts == 2
+    assert piper.worker.pid not in (None, pid)
+
+    await piper.close()
+    assert not process_exists(pid)
+    assert piper.worker.pid is None
+
+
+async def test_abandoned_stream_leaves_no_task_behind(espeak: EspeakTts) -> None:
+    service = TtsService(espeak=espeak)
+    chunks = service.stream(PARAGRAPH, "en-US")
+    assert len(await anext(chunks)) > RATE  # first sentence, then the caller hangs up
+    await chunks.aclose()
+    await asyncio.sleep(0.05)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
