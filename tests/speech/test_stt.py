@@ -134,14 +134,15 @@ async def test_round_trip_through_g711(piper: PiperTts, stt_pool: SttWorkerPool)
     await transcriber.aclose()
     await listener
 
-    assert len(results) == 1
+    assert len(results) == 1, results
     arrived, utterance = results[0]
-    assert word_error_rate(REFERENCE, utterance.text) <= 0.2, utterance.text
-    assert utterance.start_time < 0.2
-    assert utterance.end_time == pytest.approx(len(prompt) / 2 / RATE, abs=0.3)
     last_voiced = fed_at[round(utterance.end_time / 0.02) - 1]
     latency = arrived - last_voiced
-    assert latency < 2.5  # 0.5 s hangover + decode; ~0.9 s measured
+    assert word_error_rate(REFERENCE, utterance.text) <= 0.2, utterance
+    assert utterance.start_time < 0.2, utterance
+    assert utterance.end_time == pytest.approx(len(prompt) / 2 / RATE, abs=0.3), utterance
+    # 0.5 s hangover + decode: ~0.9 s measured on an idle 2-core box; CI may be busier.
+    assert latency < 4.0, (latency, utterance)
     decoded_s = utterance.end_time - utterance.start_time + 0.8  # with lead-in and hangover
     print(
         f"\nSTT: {utterance.text!r} decode {utterance.decode_ms:.0f} ms for {decoded_s:.2f} s, "

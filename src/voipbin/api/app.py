@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 
 from voipbin import __version__
-from voipbin.api import accesskeys, agents, auth, calls, customers, errors, extensions, numbers, ws
+from voipbin.api import accesskeys, agents, auth, calls, customers, errors, extensions, flows, numbers, speakings, ws
 from voipbin.runtime import Platform
 
 DESCRIPTION = """\
@@ -45,7 +45,7 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     errors.install(app)
-    for module in (auth, accesskeys, customers, agents, extensions, numbers, calls, ws):
+    for module in (auth, accesskeys, customers, agents, extensions, numbers, calls, flows, speakings, ws):
         app.include_router(module.router)
 
     @app.get("/ping", tags=["meta"], summary="Liveness check")

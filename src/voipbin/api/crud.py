@@ -34,7 +34,10 @@ async def get_owned(session: AsyncSession, model: type[M], resource_id: str, cus
 
 
 def owned_query(model: type[M], customer_id: str) -> Select[tuple[M]]:
-    return select(model).where(model.customer_id == customer_id, model.tm_delete.is_(None))
+    query = select(model).where(model.customer_id == customer_id)
+    if hasattr(model, "tm_delete"):  # transcripts, for one, are never deleted
+        query = query.where(model.tm_delete.is_(None))
+    return query
 
 
 async def page(session: AsyncSession, query: Select[tuple[M]], model: type[M], paging: Paging) -> tuple[list[M], str]:

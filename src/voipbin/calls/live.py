@@ -16,6 +16,7 @@ from voipbin.store.models import Call
 if TYPE_CHECKING:
     from voipbin.calls.manager import CallManager
     from voipbin.calls.runner import FlowRunner
+    from voipbin.calls.speaking import SpeakingSession
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class LiveCall:
         self.actions = actions
         self.flow_id = row.flow_id
         self.runner: FlowRunner | None = None
+        self.speakings: list[SpeakingSession] = []
         self.sip: SipCall | None = None
         self.status = CallState.DIALING
         self.ended = asyncio.Event()

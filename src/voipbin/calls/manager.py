@@ -14,6 +14,7 @@ from voipbin.calls import records
 from voipbin.calls.addresses import CallRequestError, Destination, check_source, resolve_destination
 from voipbin.calls.live import LiveCall
 from voipbin.calls.runner import FlowRunner
+from voipbin.calls.speaking import SpeakingSession
 from voipbin.core.ids import new_id
 from voipbin.flows.engine import CallHungUp
 from voipbin.sip.location import Binding
@@ -42,6 +43,7 @@ class CallManager:
         self.store = platform.store
         self.clock = platform.clock
         self.live: dict[str, LiveCall] = {}
+        self.speakings: dict[str, SpeakingSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def recover(self) -> None:
@@ -186,6 +188,9 @@ class CallManager:
         self.live.pop(live.id, None)
         if live.runner is not None:
             live.runner.post(CallHungUp())
+        for speaking in live.speakings:
+            self.speakings.pop(speaking.row.id, None)
+            await speaking.stop()
         if live.groupcall_id:
             await self._groupcall_maybe_over(live.groupcall_id)
 

@@ -561,6 +561,16 @@ class RtpEndpoint:
             self._current = None
         self.flush()
 
+    def cancel(self, playback: Playback) -> None:
+        """Cut off one playback, playing or queued, leaving the others alone."""
+        if self._current is playback:
+            self._current = None
+        elif playback in self._queue:
+            self._queue.remove(playback)
+        else:
+            return
+        playback._finish("stopped")
+
     @property
     def playing(self) -> bool:
         return self._current is not None or bool(self._queue)
