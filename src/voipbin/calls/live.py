@@ -94,8 +94,8 @@ class LiveCall:
         event = EVENT_FOR_STATE.get(state)
         await records.change(self.manager.store, Call, self.id, event, **values)
         if state is CallState.HANGUP:
-            self.ended.set()
             await self.manager.on_hangup(self)
+            self.ended.set()
 
     async def set_action(self, action: dict[str, Any]) -> None:
         """The flow moved on: the call's current action, announced as call_updated."""
