@@ -27,7 +27,7 @@ POSTED: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 # Made only by a live call, so written straight to the database for this test.
 STORED = {"activeflow_id": Activeflow, "transcribe_id": Transcribe, "speaking_id": Speaking}
 FROM_CALLS = {"call_id", "groupcall_id"}
-OPERATOR_ONLY = {"customer_id"}
+OPERATOR_ONLY = {"customer_id", "provider_id"}
 BODIES = {"/permission": {"permission": 64}, "/password": {"password": "hijacked-password"}, "/say": {"text": "hi"}}
 
 
@@ -79,7 +79,7 @@ async def test_other_customers_resources_are_invisible(
 
     for method, path, param in id_routes(platform):
         if param in OPERATOR_ONLY:
-            url = path.replace("{customer_id}", alice.customer_id)
+            url = path.replace("{" + param + "}", alice.customer_id)
             response = await client.request(method, url, params=bob_auth, json={})
             assert response.status_code == 403, (method, url)
             continue

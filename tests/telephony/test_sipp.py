@@ -225,3 +225,34 @@ async def _options_answered(platform: Platform) -> bool:
     finally:
         transport.close()
     return reply.startswith(b"SIP/2.0 200")
+
+
+async def test_tel_call_reaches_the_carrier_through_the_provider(
+    platform: Platform, client: httpx.AsyncClient, admin: Tenant, alice: Tenant, tmp_path: Path
+) -> None:
+    carrier_port = free_port()
+    trunk = {"hostname": "127.0.0.1", "port": carrier_port, "name": "carrier", "tech_prefix": ""}
+    assert (await client.post("/v1.0/providers", params=admin.auth, json=trunk)).status_code == 200
+    carrier = await sipp.start_sipp(
+        "-sn", "uas", "-i", "127.0.0.1", "-p", str(carrier_port), "-m", "1", "-mi", "127.0.0.1",
+        "-mp", str(free_port()), "-rtp_echo", "-trace_msg", cwd=tmp_path,
+    )
+    await asyncio.sleep(0.5)
+    source = (await client.get("/v1.0/numbers", params=alice.auth)).json()["result"][0]["number"]
+    body = {
+        "source": {"type": "tel", "target": source},
+        "destinations": [{"type": "tel", "target": "+15557654321"}],
+        "actions": [{"type": "talk", "option": {"text": "Hello carrier.", "language": "en-US"}}],
+    }
+    response = await client.post("/v1.0/calls", params=alice.auth, json=body)
+    assert response.status_code == 200, response.text
+    [call] = response.json()["calls"]
+    assert response.json()["groupcalls"] == [] and call["destination"]["target"] == "+15557654321"
+
+    result = await sipp.finish(carrier, timeout=30)
+    assert result.ok, result.output[-2000:]
+    messages = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_messages.log"))
+    assert f"INVITE sip:+15557654321@127.0.0.1:{carrier_port} SIP/2.0" in messages
+    assert f"From: <sip:{source}@voipbin.test>" in messages
+    ended = (await client.get(f"/v1.0/calls/{call['id']}", params=alice.auth)).json()
+    assert ended["status"] == "hangup" and ended["hangup_by"] == "local" and ended["hangup_reason"] == "normal"

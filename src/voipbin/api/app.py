@@ -10,7 +10,20 @@ from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 
 from voipbin import __version__
-from voipbin.api import accesskeys, agents, auth, calls, customers, errors, extensions, flows, numbers, speakings, ws
+from voipbin.api import (
+    accesskeys,
+    agents,
+    auth,
+    calls,
+    customers,
+    errors,
+    extensions,
+    flows,
+    numbers,
+    providers,
+    speakings,
+    ws,
+)
 from voipbin.runtime import Platform
 
 DESCRIPTION = """\
@@ -45,7 +58,7 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     errors.install(app)
-    for module in (auth, accesskeys, customers, agents, extensions, numbers, calls, flows, speakings, ws):
+    for module in (auth, accesskeys, customers, agents, extensions, numbers, calls, flows, speakings, providers, ws):
         app.include_router(module.router)
 
     @app.get("/ping", tags=["meta"], summary="Liveness check")
