@@ -43,6 +43,7 @@ class Platform:
         self.sip = SipService(settings, self.store)
         self.speech = SpeechService(cache_dir=settings.data_dir / "tts-cache")
         self.calls = CallManager(self)
+        self.sip.ua.on_incoming = self.calls.incoming
         self.store.before_commit.append(queue_deliveries)
         self.store.after_commit.append(self.webhooks.wake)
         self.started = False

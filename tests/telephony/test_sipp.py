@@ -256,3 +256,36 @@ async def test_tel_call_reaches_the_carrier_through_the_provider(
     assert f"From: <sip:{source}@voipbin.test>" in messages
     ended = (await client.get(f"/v1.0/calls/{call['id']}", params=alice.auth)).json()
     assert ended["status"] == "hangup" and ended["hangup_by"] == "local" and ended["hangup_reason"] == "normal"
+
+
+async def test_a_call_to_our_number_runs_its_flow(
+    platform: Platform, client: httpx.AsyncClient, alice: Tenant, tmp_path: Path
+) -> None:
+    flow = {"name": "ivr", "actions": [{"type": "answer"}, {"type": "talk", "option": {"text": "Welcome."}}, {"type": "sleep", "option": {"duration": 20000}}]}
+    flow_id = (await client.post("/v1.0/flows", params=alice.auth, json=flow)).json()["id"]
+    number = {"number": "+15550001234", "call_flow_id": flow_id}
+    assert (await client.post("/v1.0/numbers", params=alice.auth, json=number)).status_code == 200
+    wav = tmp_path / "caller_ulaw.wav"
+    _write_ulaw_wav(wav, encode_ulaw(tone(tmp_path / "c.wav", 500.0, 3.0).read_bytes()[44:]))
+    scenario = tmp_path / "uac_stream.xml"
+    scenario.write_text((sipp.SCENARIOS / "uac_stream.xml").read_text().replace("RTP_STREAM_WAV", str(wav)))
+
+    result = await sipp.run_sipp(
+        target(platform), "-sf", str(scenario), "-s", "+15550001234", "-i", "127.0.0.1", "-p", str(free_port()),
+        "-mi", "127.0.0.1", "-m", "1", timeout=30,
+    )
+
+    assert result.ok, result.output[-2000:]
+    [call] = (await client.get("/v1.0/calls", params=alice.auth)).json()["result"]
+    assert call["direction"] == "incoming" and call["destination"]["target"] == "+15550001234"
+    assert call["status"] == "hangup" and call["hangup_by"] == "remote" and call["tm_progressing"]
+    [activeflow] = (await client.get("/v1.0/activeflows", params=alice.auth)).json()["result"]
+    assert activeflow["reference_id"] == call["id"] and activeflow["status"] == "ended"
+    assert [a["type"] for a in activeflow["executed_actions"]][:2] == ["answer", "talk"]
+
+
+async def test_an_unknown_number_is_refused(platform: Platform) -> None:
+    result = await sipp.run_sipp(
+        target(platform), "-sn", "uac", "-s", "+19999999999", "-i", "127.0.0.1", "-p", str(free_port()), "-m", "1", timeout=10,
+    )
+    assert not result.ok and "404" in result.output

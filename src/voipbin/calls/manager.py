@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from urllib.parse import unquote
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +19,10 @@ from voipbin.calls.speaking import SpeakingSession
 from voipbin.core.ids import new_id
 from voipbin.flows.engine import CallHungUp
 from voipbin.sip.location import Binding
-from voipbin.sip.message import Address
-from voipbin.sip.ua import SipCall
+from voipbin.sip.message import Address, Request
+from voipbin.sip.ua import CallState, SipCall
 from voipbin.sip.uri import SipUri
-from voipbin.store.models import Call, Flow, Groupcall
+from voipbin.store.models import Call, Flow, Groupcall, Number
 
 if TYPE_CHECKING:
     from voipbin.runtime import Platform
@@ -176,11 +177,59 @@ class CallManager:
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
+    # -- incoming calls ---------------------------------------------------------------------------
+
+    async def incoming(self, leg: SipCall, request: Request) -> None:
+        """A call to one of our numbers runs the number's call flow (VoIPBIN's inbound path)."""
+        number, flow = await self._inbound_route(request)
+        if number is None or flow is None:
+            leg.reject(404, "No Such Number")
+            return
+        caller = request.from_addr
+        call = Call(
+            id=new_id(),
+            customer_id=number.customer_id,
+            flow_id=flow.id,
+            type="flow",
+            source={"type": "tel", "target": caller.sip_uri.user or "", "target_name": caller.display_name,
+                    "name": "", "detail": ""},
+            destination={"type": "tel", "target": number.number, "target_name": number.name, "name": "", "detail": ""},
+            status="ringing",
+            direction="incoming",
+            tm_create=self.clock.now(),
+        )
+        await records.add(self.store, call, "call_created")
+        live = LiveCall(self, call, list(flow.actions))
+        live.status, live.sip = CallState.RINGING, leg
+        self.live[call.id] = live
+        self._start_flow(live)
+
+        async def take_leg() -> SipCall:
+            return leg
+
+        await live.run(take_leg)
+
+    async def _inbound_route(self, request: Request) -> tuple[Number | None, Flow | None]:
+        user = unquote(request.sip_uri.user or "")
+        dialed = user if user.startswith("+") else f"+{user}"
+        async with self.store.session() as session:
+            number = await session.scalar(select(Number).where(Number.number == dialed, Number.tm_delete.is_(None)))
+            if number is None or not number.call_flow_id:
+                return number, None
+            flow = await session.scalar(
+                select(Flow).where(Flow.id == number.call_flow_id, Flow.customer_id == number.customer_id, Flow.tm_delete.is_(None))
+            )
+        return number, flow
+
     # -- what live calls report ----------------------------------------------------------------
 
     def on_answered(self, live: LiveCall) -> None:
         if live.groupcall_id:
             self.spawn(self._groupcall_answered(live))
+        if live.runner is None:
+            self._start_flow(live)
+
+    def _start_flow(self, live: LiveCall) -> None:
         live.runner = FlowRunner(live, live.flow_id)
         self.spawn(live.runner.run())
 

@@ -20,6 +20,7 @@ from voipbin.core.ids import new_id
 from voipbin.flows import engine as fe
 from voipbin.flows.actions import parse_actions
 from voipbin.speech.stt import SttError
+from voipbin.sip.ua import CallState
 from voipbin.speech.tts import TtsError
 from voipbin.store.models import Activeflow, Call
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_PLAY_BYTES = 20 << 20
+MEDIA_COMMANDS = (fe.Talk, fe.Play, fe.StartTranscribe, fe.StartRecording, fe.CollectDigits, fe.SendDigits, fe.StartTimer)
 
 
 class FlowRunner:
@@ -102,6 +104,8 @@ class FlowRunner:
     # -- commands ------------------------------------------------------------------------------
 
     async def _execute(self, command: fe.Command) -> None:
+        if isinstance(command, MEDIA_COMMANDS):
+            await self._answer_if_ringing()
         handler = getattr(self, f"_do_{type(command).__name__}", None)
         if handler is None:
             log.info("flow command %s is not supported here", type(command).__name__)
@@ -117,8 +121,13 @@ class FlowRunner:
         await records.change(self.manager.store, Activeflow, self.id, None, current_action=action)
 
     async def _do_Answer(self, command: fe.Answer) -> None:
-        if self.live.sip is not None and self.live.direction == "incoming":
-            await self.live.sip.answer()
+        await self._answer_if_ringing()
+
+    async def _answer_if_ringing(self) -> None:
+        """Media needs an answered call: an incoming one is answered first, as Asterisk would."""
+        leg = self.live.sip
+        if leg is not None and self.live.direction == "incoming" and leg.state is CallState.RINGING:
+            await leg.answer()
 
     async def _do_Talk(self, command: fe.Talk) -> None:
         tts = self.manager.platform.speech.tts

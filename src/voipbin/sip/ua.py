@@ -115,6 +115,12 @@ class SipCall:
                 self._incoming.reply(603 if reason == "normal" else 480, to_tag=self.tag)
             await self._finish("local", reason)
 
+    def reject(self, status_code: int, reason: str | None = None) -> None:
+        """Refuse an incoming call that has not been answered."""
+        if self._incoming is not None and self.state in (CallState.DIALING, CallState.RINGING):
+            self._incoming.reply(status_code, reason, to_tag=self.tag)
+            self.ua._spawn(self._finish("local", "noanswer"))
+
     async def answer(self) -> None:
         """Answer an incoming call: 200 OK with our SDP, retransmitted until the ACK."""
         assert self._incoming is not None and self.direction == "incoming"
