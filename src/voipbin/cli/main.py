@@ -103,6 +103,8 @@ def _banner(settings: Settings) -> None:
     table.add_row("API (HTTP, local tools)", where.http)
     table.add_row("Events WebSocket", where.websocket)
     table.add_row("API docs", where.docs)
+    table.add_row("SIP registrar", f"{where.sip}  (domain <customer-id>.registrar.{settings.domain})")
+    table.add_row("Demo extensions", "1000, 2000, 3000 (passwords pass1000, pass2000, pass3000)")
     table.add_row("Admin login", f"{ADMIN_USERNAME} / {ADMIN_PASSWORD}")
     table.add_row("Mailbox", f"voipbin mail --data-dir {settings.data_dir}")
     table.add_row("Data", str(settings.data_dir.resolve()))
@@ -112,6 +114,11 @@ def _banner(settings: Settings) -> None:
     )
     console.print(Panel(table, title=f"VoIPBIN {__version__} is running", subtitle="Ctrl-C to stop"))
     console.print(f"First request:\n  {first}", soft_wrap=True)
+    if not settings.public_address:
+        console.print(
+            "[dim]Phones on other machines need an address they can reach: "
+            "restart with --public-address <this host's IP>.[/]"
+        )
 
 
 @app.command()
