@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -289,3 +290,37 @@ async def test_an_unknown_number_is_refused(platform: Platform) -> None:
         target(platform), "-sn", "uac", "-s", "+19999999999", "-i", "127.0.0.1", "-p", str(free_port()), "-m", "1", timeout=10,
     )
     assert not result.ok and "404" in result.output
+
+
+async def test_recording_holds_both_directions(
+    platform: Platform, client: httpx.AsyncClient, alice: Tenant, extension: str
+) -> None:
+    uas = await register_then_serve(platform, alice, "-sn", "uas", "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo")
+    events = platform.bus.subscribe()
+    source = (await client.get("/v1.0/numbers", params=alice.auth)).json()["result"][0]["number"]
+    body = {
+        "source": {"type": "tel", "target": source},
+        "destinations": [{"type": "extension", "target_name": "sipp-phone"}],
+        "actions": [
+            {"type": "recording_start", "option": {"format": "wav"}},
+            {"type": "talk", "option": {"text": "This sentence is recorded on both sides of the call."}},
+            {"type": "recording_stop"},
+        ],
+    }
+    assert (await client.post("/v1.0/calls", params=alice.auth, json=body)).status_code == 200
+    finished = None
+    async with asyncio.timeout(30):
+        async for event in events:
+            if event.event_type == "recording_finished":
+                finished = event.data
+                break
+    events.close()
+    await sipp.finish(uas)
+
+    assert finished is not None and finished["status"] == "ended"
+    path = platform.settings.data_dir / "recordings" / alice.customer_id / finished["filenames"][0]
+    with wave.open(str(path)) as recording:
+        assert (recording.getnchannels(), recording.getframerate()) == (2, 8000)
+        frames = np.frombuffer(recording.readframes(recording.getnframes()), dtype="<i2").reshape(-1, 2)
+    phone_side, our_side = np.abs(frames[:, 0]).mean(), np.abs(frames[:, 1]).mean()
+    assert our_side > 100 and phone_side > 100  # our speech, and its echo from the phone

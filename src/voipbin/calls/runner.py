@@ -8,6 +8,7 @@ import io
 import logging
 import wave
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -18,7 +19,9 @@ from voipbin.calls import records
 from voipbin.calls.transcription import TranscribeSession
 from voipbin.core.ids import new_id
 from voipbin.flows import engine as fe
+from voipbin.events.topics import customer_topic
 from voipbin.flows.actions import parse_actions
+from voipbin.media.recorder import WavRecorder
 from voipbin.speech.stt import SttError
 from voipbin.sip.ua import CallState
 from voipbin.speech.tts import TtsError
@@ -43,6 +46,7 @@ class FlowRunner:
         self._timers: list[asyncio.TimerHandle] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.transcribe: TranscribeSession | None = None
+        self.recording: tuple[str, WavRecorder] | None = None
 
     def post(self, event: fe.Event) -> None:
         self._events.put_nowait(event)
@@ -95,6 +99,7 @@ class FlowRunner:
             task.cancel()
         if self.transcribe is not None:
             await self.transcribe.stop()
+        await self._do_StopRecording()
         snapshot = flow.snapshot()
         await records.change(
             self.manager.store, Activeflow, self.id, "activeflow_updated",
@@ -204,6 +209,39 @@ class FlowRunner:
         if self.transcribe is not None:
             session, self.transcribe = self.transcribe, None
             await session.stop()
+
+    async def _do_StartRecording(self, command: fe.StartRecording) -> None:
+        endpoint = self.live.endpoint
+        if endpoint is None or self.recording is not None:
+            return
+        recording_id = new_id()
+        path = self.manager.platform.settings.data_dir / "recordings" / self.live.customer_id / f"{recording_id}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recorder = WavRecorder(path, "stereo")  # left: the phone, right: what the platform played
+        recorder.attach(endpoint)
+        self.recording = (recording_id, recorder)
+        await records.change(self.manager.store, Call, self.live.id, None, recording_id=recording_id)
+        await self._announce_recording(recording_id, "recording_started", "recording", path)
+
+    async def _do_StopRecording(self, command: fe.StopRecording | None = None) -> None:
+        if self.recording is None:
+            return
+        (recording_id, recorder), self.recording = self.recording, None
+        recorder.close()
+        await self._announce_recording(recording_id, "recording_finished", "ended", Path(recorder.path))
+
+    async def _announce_recording(self, recording_id: str, event_type: str, status: str, path: Path) -> None:
+        data = {
+            "id": recording_id,
+            "customer_id": self.live.customer_id,
+            "reference_type": "call",
+            "reference_id": self.live.id,
+            "status": status,
+            "format": "wav",
+            "filenames": [path.name],
+        }
+        async with self.manager.store.transaction() as tx:
+            tx.emit(self.live.customer_id, event_type, data, [customer_topic(self.live.customer_id, "recording", recording_id)])
 
     async def _do_CollectDigits(self, command: fe.CollectDigits) -> None:
         return None  # digits always reach the flow (endpoint.on_dtmf); the engine decides when it is done
