@@ -324,3 +324,43 @@ async def test_recording_holds_both_directions(
         frames = np.frombuffer(recording.readframes(recording.getnframes()), dtype="<i2").reshape(-1, 2)
     phone_side, our_side = np.abs(frames[:, 0]).mean(), np.abs(frames[:, 1]).mean()
     assert our_side > 100 and phone_side > 100  # our speech, and its echo from the phone
+
+
+async def test_connect_bridges_the_call_to_another_destination(
+    platform: Platform, client: httpx.AsyncClient, admin: Tenant, alice: Tenant, extension: str, tmp_path: Path
+) -> None:
+    carrier_port = free_port()
+    trunk = {"hostname": "127.0.0.1", "port": carrier_port, "name": "carrier"}
+    assert (await client.post("/v1.0/providers", params=admin.auth, json=trunk)).status_code == 200
+    carrier = await sipp.start_sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(carrier_port), "-m", "1",
+                                    "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo")
+    phone = await register_then_serve(platform, alice, "-sn", "uas", "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo")
+    source = (await client.get("/v1.0/numbers", params=alice.auth)).json()["result"][0]["number"]
+    body = {
+        "source": {"type": "tel", "target": source},
+        "destinations": [{"type": "extension", "target_name": "sipp-phone"}],
+        "actions": [
+            {"type": "talk", "option": {"text": "Connecting you now."}},
+            {"type": "connect", "option": {"destinations": [{"type": "tel", "target": "+15557654321"}]}},
+        ],
+    }
+    master_id = (await client.post("/v1.0/calls", params=alice.auth, json=body)).json()["groupcalls"][0]["call_ids"][0]
+
+    async def leg() -> dict[str, object] | None:
+        calls = (await client.get("/v1.0/calls", params=alice.auth)).json()["result"]
+        return next((c for c in calls if c["master_call_id"] == master_id), None)
+
+    for _ in range(300):
+        child = await leg()
+        if child and child["status"] == "progressing":
+            break
+        await asyncio.sleep(0.05)
+    assert child and child["status"] == "progressing", child
+    await asyncio.sleep(1.0)
+    child_endpoint = platform.calls.live[str(child["id"])].endpoint
+    assert child_endpoint is not None and child_endpoint.stats().packets_sent > 20  # the phone's audio reaches it
+
+    await client.post(f"/v1.0/calls/{master_id}/hangup", params=alice.auth)
+    assert (await sipp.finish(carrier)).ok and (await sipp.finish(phone)).ok
+    ended = await leg()
+    assert ended and ended["status"] == "hangup"

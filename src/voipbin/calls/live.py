@@ -46,6 +46,10 @@ class LiveCall:
         self.flow_id = row.flow_id
         self.runner: FlowRunner | None = None
         self.speakings: list[SpeakingSession] = []
+        # connect: the call whose flow dialled this one, and the legs this call's flow dialled.
+        self.master: LiveCall | None = None
+        self.children: list[LiveCall] = []
+        self.answered = asyncio.Event()
         self.sip: SipCall | None = None
         self.status = CallState.DIALING
         self.ended = asyncio.Event()
@@ -89,6 +93,7 @@ class LiveCall:
             values["tm_ringing"] = now
         elif state is CallState.PROGRESSING:
             values["tm_progressing"] = now
+            self.answered.set()
         elif state is CallState.HANGUP:
             values.update(tm_hangup=now, hangup_by=by, hangup_reason=reason or "normal", action={})
         event = EVENT_FOR_STATE.get(state)

@@ -45,6 +45,7 @@ class CallManager:
         self.clock = platform.clock
         self.live: dict[str, LiveCall] = {}
         self.speakings: dict[str, SpeakingSession] = {}
+        self._master: LiveCall | None = None  # set while placing a connect's legs
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def recover(self) -> None:
@@ -75,20 +76,27 @@ class CallManager:
         destinations: list[dict[str, Any]],
         actions: list[dict[str, Any]],
         flow_id: str = "",
+        master: LiveCall | None = None,
     ) -> Placed:
+        """Dial each destination; with ``master``, the calls are legs a flow's connect bridges
+        to that call (they run no flow, and their caller id may be the master's caller)."""
         if not destinations:
             raise CallRequestError("destinations must list at least one address to call.")
         async with self.store.session() as session:
-            caller = await check_source(session, customer_id, source)
+            caller = source if master is not None else await check_source(session, customer_id, source)
             targets = [await resolve_destination(session, customer_id, i, d) for i, d in enumerate(destinations)]
             if flow_id:
                 actions = await self._flow_actions(session, customer_id, flow_id)
         placed = Placed([], [])
-        for target in targets:
-            if target.kind == "extension":
-                placed.groupcalls.append(await self._ring_extension(customer_id, caller, target, actions, flow_id))
-            else:
-                placed.calls.append(await self._dial(customer_id, caller, target, actions, flow_id))
+        self._master = master
+        try:
+            for target in targets:
+                if target.kind == "extension":
+                    placed.groupcalls.append(await self._ring_extension(customer_id, caller, target, actions, flow_id))
+                else:
+                    placed.calls.append(await self._dial(customer_id, caller, target, actions, flow_id))
+        finally:
+            self._master = None
         return placed
 
     async def _flow_actions(self, session: Any, customer_id: str, flow_id: str) -> list[dict[str, Any]]:
@@ -105,6 +113,7 @@ class CallManager:
             customer_id=customer_id,
             flow_id=flow_id,
             type="flow",
+            master_call_id=self._master.id if self._master else "",
             groupcall_id=groupcall_id,
             source=caller,
             destination=destination,
@@ -172,6 +181,9 @@ class CallManager:
 
     def _start(self, call: Call, actions: list[dict[str, Any]], dial: Any) -> None:
         live = LiveCall(self, call, actions)
+        if self._master is not None:
+            live.master = self._master
+            self._master.children.append(live)
         self.live[call.id] = live
         task = asyncio.create_task(live.run(dial), name=f"call-{call.id}")
         self._tasks.add(task)
@@ -226,7 +238,7 @@ class CallManager:
     def on_answered(self, live: LiveCall) -> None:
         if live.groupcall_id:
             self.spawn(self._groupcall_answered(live))
-        if live.runner is None:
+        if live.runner is None and live.master is None:  # a connect's leg is bridged, not flowed
             self._start_flow(live)
 
     def _start_flow(self, live: LiveCall) -> None:
@@ -240,6 +252,8 @@ class CallManager:
         for speaking in live.speakings:
             self.speakings.pop(speaking.row.id, None)
             await speaking.stop()
+        for child in live.children:  # legs connected to this call end with it
+            self.spawn(child.hangup("normal"))
         if live.groupcall_id:
             await self._groupcall_maybe_over(live.groupcall_id)
 

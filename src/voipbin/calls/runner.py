@@ -16,11 +16,13 @@ import numpy as np
 import soxr
 
 from voipbin.calls import records
+from voipbin.calls.addresses import CallRequestError
 from voipbin.calls.transcription import TranscribeSession
 from voipbin.core.ids import new_id
 from voipbin.flows import engine as fe
 from voipbin.events.topics import customer_topic
 from voipbin.flows.actions import parse_actions
+from voipbin.media.endpoint import bridge
 from voipbin.media.recorder import WavRecorder
 from voipbin.speech.stt import SttError
 from voipbin.sip.ua import CallState
@@ -251,6 +253,35 @@ class FlowRunner:
             with contextlib.suppress(Exception):
                 self.live.endpoint.send_dtmf(command.digits, command.duration_ms)
 
+    async def _do_Connect(self, command: fe.Connect) -> None:
+        self._spawn(self._connect(command))
+
+    async def _connect(self, command: fe.Connect) -> None:
+        """Dial the destinations; bridge this call to the first that answers until it hangs up."""
+        source = dict(command.source) if command.source else dict(self.live.source)
+        try:
+            placed = await self.manager.place(
+                self.live.customer_id, source, [dict(d) for d in command.destinations], [], master=self.live
+            )
+        except CallRequestError as error:
+            self.post(fe.ConnectFailed(command.token, error.message))
+            return
+        ids = [c.id for c in placed.calls] + [i for g in placed.groupcalls for i in g.call_ids]
+        legs = [self.manager.live[i] for i in ids if i in self.manager.live]
+        answered = await _first_answered(legs)
+        if answered is None or answered.endpoint is None or self.live.endpoint is None:
+            self.post(fe.ConnectFailed(command.token, "noanswer"))
+            return
+        for other in legs:
+            if other is not answered:
+                self.manager.spawn(other.hangup("normal"))
+        link = bridge(self.live.endpoint, answered.endpoint)
+        try:
+            await answered.ended.wait()
+        finally:
+            link.close()
+        self.post(fe.Connected(command.token))
+
     async def _do_SendWebhook(self, command: fe.SendWebhook) -> None:
         self._spawn(self._send_webhook(command))
 
@@ -290,3 +321,21 @@ async def _fetch_wav_as_pcm8k(url: str) -> bytes:
     if rate != 8000:
         mono = soxr.resample(mono, rate, 8000)
     return np.clip(mono, -32768, 32767).astype("<i2").tobytes()
+
+
+async def _first_answered(legs: list[LiveCall]) -> LiveCall | None:
+    """The first leg to answer, or None once every leg has ended unanswered."""
+    pending = {asyncio.ensure_future(leg.answered.wait()): leg for leg in legs}
+    all_ended = asyncio.ensure_future(asyncio.gather(*(leg.ended.wait() for leg in legs)))
+    try:
+        while pending:
+            done, _ = await asyncio.wait([*pending, all_ended], return_when=asyncio.FIRST_COMPLETED)
+            for waiter in done:
+                if waiter in pending:
+                    return pending[waiter]
+            if all_ended in done:
+                return None
+        return None
+    finally:
+        for waiter in [*pending, all_ended]:
+            waiter.cancel()
