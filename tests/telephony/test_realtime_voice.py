@@ -26,6 +26,7 @@ from tests.conftest import Tenant
 from tests.live import free_port
 from tests.peers.baresip import Baresip
 from tests.telephony.conftest import until
+from tests.telephony.test_quickstart_calls import transcribe
 from voipbin.api.app import create_app
 from voipbin.runtime import Platform
 from voipbin.server import _Listener
@@ -41,6 +42,7 @@ GREETING = (
 )
 CALLER_SAYS = "Hi, this is a test of the transcription feature."
 SAY = "Hello, how are you today? This is the platform speaking to you in real time."
+FLUSHED = "Purple elephants dance on the moon tonight."
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
@@ -145,9 +147,8 @@ async def test_realtime_voice_interaction(
         call_id = placed.json()["groupcalls"][0]["call_ids"][0]
 
         await until(lambda: "[EVENT] call_progressing" in printed, timeout=15)
-        await until(lambda: word_error_rate(CALLER_SAYS, transcripts(printed, "in")) < 0.3, timeout=40)
-        await until(lambda: "speaking api" in transcripts(printed, "out").lower(), timeout=40)
-        assert word_error_rate(GREETING, transcripts(printed, "out")) < 0.35, transcripts(printed, "out")
+        await until(lambda: word_error_rate(CALLER_SAYS, transcripts(printed, "in")) < 0.3, timeout=60)
+        await until(lambda: word_error_rate(GREETING, transcripts(printed, "out")) < 0.35, timeout=60)
 
         speaking = await client.post(
             "/v1.0/speakings", params=alice.auth,
@@ -158,13 +159,27 @@ async def test_realtime_voice_interaction(
         assert speaking.json()["status"] in ("initiating", "active")
         said = await client.post(f"/v1.0/speakings/{speaking_id}/say", params=alice.auth, json={"text": SAY})
         assert said.status_code == 200 and said.json()["status"] == "active"
-        await until(lambda: "real time" in transcripts(printed, "out").lower(), timeout=30)
+        # (The greeting says "real-time" too, so wait for the end of what was said.)
+        await until(lambda: "speaking to you in real time" in transcripts(printed, "out").lower(), timeout=30)
 
-        # stop cuts a long speech short: what the phone is sent falls silent at once.
+        # flush drops what is queued and not yet started; what is playing finishes.
         out_frames: list[float] = []
         endpoint = platform.calls.live[call_id].endpoint
         assert endpoint is not None
         endpoint.add_tap("out", lambda pcm: out_frames.append(float(np.abs(np.frombuffer(pcm, "<i2")).mean())))
+        moment = "One moment please, I am checking."
+        moment_frames = len(await platform.speech.tts.synthesize(moment)) // 320
+        start = len(out_frames)
+        await client.post(f"/v1.0/speakings/{speaking_id}/say", params=alice.auth, json={"text": moment})
+        await until(lambda: sum(level > 300 for level in out_frames[start:]) > 5, timeout=20)
+        await client.post(f"/v1.0/speakings/{speaking_id}/say", params=alice.auth, json={"text": FLUSHED})
+        flushed = await client.post(f"/v1.0/speakings/{speaking_id}/flush", params=alice.auth)
+        assert flushed.status_code == 200
+        await asyncio.sleep(moment_frames * 0.02 + 4)
+        # Only the sentence that was already playing went out: no more audio than it holds.
+        assert sum(level > 300 for level in out_frames[start:]) <= moment_frames
+
+        # stop cuts a long speech short: what the phone is sent falls silent at once.
         long_text = " ".join(f"Sentence number {n} of a long announcement that nobody will hear in full." for n in range(20))
         await client.post(f"/v1.0/speakings/{speaking_id}/say", params=alice.auth, json={"text": long_text})
         await until(lambda: sum(level > 300 for level in out_frames[-25:]) > 10, timeout=20)
@@ -182,6 +197,13 @@ async def test_realtime_voice_interaction(
     finally:
         ws.close()
         phone.stop()
+
+    # What the phone itself recorded holds what the speaking said.
+    await until(lambda: phone.heard() is not None, timeout=15)
+    heard = phone.heard()
+    assert heard is not None
+    phone_text = await transcribe(platform, heard)
+    assert "how are you today" in phone_text.lower(), phone_text
 
     transcribes = (await client.get("/v1.0/transcribes", params=alice.auth)).json()["result"]
     stored = (await client.get("/v1.0/transcripts", params={**alice.auth, "transcribe_id": transcribes[0]["id"]})).json()

@@ -283,7 +283,8 @@ class FlowRunner:
         self.post(fe.Connected(command.token))
 
     async def _do_SendWebhook(self, command: fe.SendWebhook) -> None:
-        self._spawn(self._send_webhook(command))
+        # A fire-and-forget webhook must outlive the flow; a sync one is part of it.
+        (self._spawn if command.sync else self.manager.spawn)(self._send_webhook(command))
 
     async def _send_webhook(self, command: fe.SendWebhook) -> None:
         try:
