@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,23 +33,40 @@ class Capture:
         self._process: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> Capture:
+        # Its own process group, so stopping it also stops the dumpcap it starts.
         self._process = await asyncio.create_subprocess_exec(
             "tshark", "-q", "-i", "lo", "-f", self.capture_filter, "-w", str(self.path),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True,
         )
-        assert self._process.stderr is not None
-        lines = []
+        try:
+            await self._wait_until_capturing()
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def _wait_until_capturing(self) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        lines: list[bytes] = []
         while not lines or b"Capturing on" not in lines[-1]:  # tshark may warn about root first
             line = await asyncio.wait_for(self._process.stderr.readline(), 20)
             assert line, b"".join(lines)
             lines.append(line)
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._process is not None
         await asyncio.sleep(0.5)  # let the last packets reach the file
-        self._process.terminate()
-        await asyncio.wait_for(self._process.wait(), 10)
+        await self._stop()
+
+    async def _stop(self) -> None:
+        assert self._process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self._process.wait(), 10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            await self._process.wait()
 
     async def rtp_streams(self) -> list[RtpStream]:
         process = await asyncio.create_subprocess_exec(
