@@ -364,3 +364,34 @@ async def test_connect_bridges_the_call_to_another_destination(
     assert (await sipp.finish(carrier)).ok and (await sipp.finish(phone)).ok
     ended = await leg()
     assert ended and ended["status"] == "hangup"
+
+
+async def test_a_busy_phone_ends_the_call_as_busy(platform: Platform, alice: Tenant, extension: str) -> None:
+    uas = await register_then_serve(platform, alice, "-sf", str(sipp.SCENARIOS / "uas_busy.xml"))
+    call = await call_sipp(platform, alice)
+    await asyncio.wait_for(call.ended.wait(), 10)
+    assert (await sipp.finish(uas)).ok
+    assert call.hangup_by == "remote" and call.hangup_reason == "busy"
+
+
+async def test_register_over_tcp(platform: Platform, alice: Tenant, extension: str) -> None:
+    args = register_args(platform, alice, "register.xml", PASSWORD, free_port())
+    result = await sipp.run_sipp(*args, "-t", "t1")
+    assert result.ok, result.output[-2000:]
+    [binding] = platform.sip.registrations(alice.customer_id, extension)
+    assert binding.source[0] == "tcp"
+
+
+async def test_call_over_tcp(platform: Platform, alice: Tenant, extension: str) -> None:
+    port = free_port()
+    registered = await sipp.run_sipp(*register_args(platform, alice, "register.xml", PASSWORD, port), "-t", "t1")
+    assert registered.ok, registered.output[-2000:]
+    uas = await sipp.start_sipp("-sn", "uas", "-t", "t1", "-i", "127.0.0.1", "-p", str(port), "-m", "1",
+                                "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo")
+    await asyncio.sleep(0.5)
+    call = await call_sipp(platform, alice)
+    await asyncio.wait_for(call.answered.wait(), 10)
+    await call.hangup()
+    result = await sipp.finish(uas)
+    assert result.ok, result.output[-2000:]
+    assert call.hangup_reason == "normal"

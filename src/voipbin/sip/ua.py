@@ -260,7 +260,7 @@ class UserAgent:
                 await self._cancel_forks(call)
                 await call._finish("local", "dialout")
             return
-        if call.state is not CallState.PROGRESSING and call.state is not CallState.HANGUP:
+        if call.dialog is None and call.state is not CallState.HANGUP:  # nobody answered
             finals = [r.result() for r in results if r.result() is not None]
             await call._finish("remote", reason_for_status(min(finals) if finals else 500))
 
