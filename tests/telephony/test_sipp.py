@@ -395,3 +395,13 @@ async def test_call_over_tcp(platform: Platform, alice: Tenant, extension: str) 
     result = await sipp.finish(uas)
     assert result.ok, result.output[-2000:]
     assert call.hangup_reason == "normal"
+
+
+async def test_a_new_password_applies_at_once(platform: Platform, client: httpx.AsyncClient, alice: Tenant, extension: str) -> None:
+    assert (await sipp.run_sipp(*register_args(platform, alice, "register.xml", PASSWORD, free_port()))).ok
+    [ext] = (await client.get("/v1.0/extensions", params=alice.auth)).json()["result"]
+    await client.put(f"/v1.0/extensions/{ext['id']}", params=alice.auth, json={"password": "brand-new-pass"})
+    await asyncio.sleep(0.1)
+    old = await sipp.run_sipp(*register_args(platform, alice, "register_forbidden.xml", PASSWORD, free_port()))
+    new = await sipp.run_sipp(*register_args(platform, alice, "register.xml", "brand-new-pass", free_port()))
+    assert old.ok and new.ok  # the old password is now refused (403), the new one accepted

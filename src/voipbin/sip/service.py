@@ -25,6 +25,9 @@ from voipbin.store.models import Extension
 log = logging.getLogger(__name__)
 
 EXPIRY_SWEEP_S = 15.0
+# Credentials change rarely and every change is an extension_* event; the TTL only bounds how
+# long a cache could be wrong if an event were ever missed.
+ACCOUNT_CACHE_S = 60.0
 # Called when an extension's registrations change (customer_id, extension).
 RegistrationListener = Callable[[str, str], None]
 
@@ -48,17 +51,21 @@ class SipService:
         self.ua = UserAgent(self.stack, self.media, settings.advertised_address)
         self.stack.on_request = self._on_request
         self.registration_listeners: list[RegistrationListener] = []
+        self._accounts: dict[tuple[str | None, str], tuple[float, Account | None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.media.start()
         await self.stack.start()
         self._sweeper = asyncio.create_task(self._sweep_expired())
+        self._watcher = asyncio.create_task(self._forget_changed_accounts())
         log.info("SIP on udp/tcp %s:%d", self.settings.host, self.stack.port)
 
     async def stop(self) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._watcher):
+            if task:
+                task.cancel()
         await self.ua.close()
         await self.stack.stop()
         await self.media.stop()
@@ -92,6 +99,23 @@ class SipService:
             self._notify(account.customer_id, account.extension)
 
     async def _account(self, addressed: Addressed) -> Account | None:
+        """The extension a REGISTER addresses; cached, since every REGISTER (and its challenge) asks."""
+        key = (addressed.customer_id, addressed.user)
+        cached = self._accounts.get(key)
+        if cached is not None and cached[0] > self.now():
+            return cached[1]
+        account = await self._load_account(addressed)
+        if len(self._accounts) >= 10_000:  # scanners try endless names; keep the cache bounded
+            self._accounts.clear()
+        self._accounts[key] = (self.now() + ACCOUNT_CACHE_S, account)
+        return account
+
+    async def _forget_changed_accounts(self) -> None:
+        async for event in self.store.bus.subscribe():
+            if event.event_type.startswith("extension_"):
+                self._accounts.clear()
+
+    async def _load_account(self, addressed: Addressed) -> Account | None:
         query = select(Extension).where(Extension.extension == addressed.user, Extension.tm_delete.is_(None))
         if addressed.customer_id:
             query = query.where(Extension.customer_id == addressed.customer_id)
