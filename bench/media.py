@@ -29,7 +29,6 @@ import resource
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone

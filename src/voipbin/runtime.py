@@ -6,12 +6,12 @@ import logging
 from datetime import timedelta
 
 from voipbin.auth.tokens import JwtSigner, load_or_create_secret
+from voipbin.calls.manager import CallManager
 from voipbin.config import Settings
 from voipbin.core.clock import Clock
 from voipbin.events.bus import EventBus, InProcessBus
 from voipbin.events.webhooks import RetryPolicy, WebhookDispatcher, queue_deliveries
 from voipbin.mail.outbox import Mailer, make_mailer
-from voipbin.calls.manager import CallManager
 from voipbin.sip.service import SipService
 from voipbin.speech.service import SpeechService
 from voipbin.store.db import Store

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import Tenant
-from tests.telephony.conftest import PHONE_TONE_HZ, until
 from tests.peers import tshark
 from tests.peers.baresip import Baresip, dominant_frequency, tone
+from tests.telephony.conftest import PHONE_TONE_HZ, until
 from voipbin.runtime import Platform
 from voipbin.sip.message import Address
 from voipbin.sip.transactions import TransactionKind, TransactionState

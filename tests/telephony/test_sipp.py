@@ -16,7 +16,6 @@ from tests.conftest import Tenant, make_settings
 from tests.live import free_port
 from tests.peers import sipp
 from tests.peers.baresip import dominant_frequency, tone
-from voipbin.api.app import create_app
 from voipbin.media.g711 import encode_ulaw
 from voipbin.runtime import Platform
 from voipbin.sip.message import Address, Request

@@ -19,13 +19,13 @@ from voipbin.calls import records
 from voipbin.calls.addresses import CallRequestError
 from voipbin.calls.transcription import TranscribeSession
 from voipbin.core.ids import new_id
-from voipbin.flows import engine as fe
 from voipbin.events.topics import customer_topic
+from voipbin.flows import engine as fe
 from voipbin.flows.actions import parse_actions
 from voipbin.media.endpoint import bridge
 from voipbin.media.recorder import WavRecorder
-from voipbin.speech.stt import SttError
 from voipbin.sip.ua import CallState
+from voipbin.speech.stt import SttError
 from voipbin.speech.tts import TtsError
 from voipbin.store.models import Activeflow, Call
 
