@@ -37,8 +37,9 @@ stop at the first that fails.
 Breakdowns come from wrapping the piper engine's ``render`` and the STT pool's ``transcribe``
 (when a synthesis / decode was asked for and answered) in this process.
 
-Everything shares this machine's cores with the load generators (baresip alone takes about half a
-core during a call) and with whatever else runs on the box. Before each measured call and level
+Everything shares this machine's cores with the load generators and with whatever else runs on the
+box (baresip is configured as in tests/peers/baresip.py except that what it hears goes to aubridge:
+the fixture's ALSA null player spins a whole core during a call). Before each measured call and level
 the script waits (at most ``--quiet-wait`` s, ``--quiet-budget`` s in all) for the rest of the box
 to use under ``--quiet-pct`` % of a core, and records what other work ran meanwhile; figures are
 floors for the platform alone.
@@ -58,6 +59,7 @@ import os
 import platform as pyplatform
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -189,16 +191,24 @@ def our_tree_cpu_s() -> float:
 
 
 class CpuWindow:
-    """Over a stretch of wall time: this process, its descendants, and everything else on the box."""
+    """Over a stretch of wall time: this process, its descendants, and everything else on the box.
 
-    def __init__(self) -> None:
-        self.wall, self.cpu, self.tree, self.box = time.perf_counter(), time.process_time(), our_tree_cpu_s(), box_busy_s()
+    /proc is read in a thread: a scan of every process must not stall the media ticker."""
 
-    def close(self) -> dict[str, float]:
-        wall = max(1e-6, time.perf_counter() - self.wall)
-        tree, box = our_tree_cpu_s() - self.tree, box_busy_s() - self.box
+    @classmethod
+    async def open(cls) -> CpuWindow:
+        window = cls()
+        window.tree, window.box = await asyncio.to_thread(lambda: (our_tree_cpu_s(), box_busy_s()))
+        window.wall, window.cpu = time.perf_counter(), time.process_time()
+        return window
+
+    async def close(self) -> dict[str, float]:
+        wall_end, cpu_end = time.perf_counter(), time.process_time()
+        tree_end, box_end = await asyncio.to_thread(lambda: (our_tree_cpu_s(), box_busy_s()))
+        wall = max(1e-6, wall_end - self.wall)
+        tree, box = tree_end - self.tree, box_end - self.box
         return {
-            "platform_process_pct": round(100 * (time.process_time() - self.cpu) / wall, 1),
+            "platform_process_pct": round(100 * (cpu_end - self.cpu) / wall, 1),
             "bench_tree_pct": round(100 * tree / wall, 1),
             "other_work_pct": round(max(0.0, 100 * (box - tree) / wall), 1),
         }
@@ -216,9 +226,9 @@ class Quiet:
         began = time.perf_counter()
         deadline = began + min(self.wait_s, max(0.0, self.budget_s - self.waited_s))
         while True:
-            window = CpuWindow()
+            window = await CpuWindow.open()
             await asyncio.sleep(0.5)
-            if window.close()["other_work_pct"] < self.limit_pct:
+            if (await window.close())["other_work_pct"] < self.limit_pct:
                 break
             if time.perf_counter() > deadline:
                 self.gave_up += 1
@@ -301,6 +311,7 @@ class Probes:
         self.invite_oks: list[tuple[float, bytes]] = []
         self.recorders: dict[int, Recorder] = {}  # by RtpEndpoint.local_port
         self.renders: list[tuple[float, float, str, float]] = []  # start, end, text, lead silence s
+        self.renders_in_flight = 0
         self.decodes: list[tuple[float, float, float, float]] = []  # start, end, worker decode s, audio s
         stack = platform.sip.stack
         bus = platform.bus
@@ -336,7 +347,11 @@ class Probes:
 
             async def timed_render(text: str, voice: str) -> bytes:
                 began = time.perf_counter()
-                pcm = await render(text, voice)
+                self.renders_in_flight += 1
+                try:
+                    pcm = await render(text, voice)
+                finally:
+                    self.renders_in_flight -= 1
                 self.renders.append((began, time.perf_counter(), text, lead_silence_s(pcm)))
                 return pcm
 
@@ -402,6 +417,51 @@ class StderrCounter(logging.Handler):
             self.other.append(f"{record.name}: {message}"[:300])
 
 
+# ------------------------------------------------------------------------------------- phones
+
+
+def start_baresip(workdir: Path, *, user: str, password: str, domain: str, sip_port: int, microphone: Path) -> Baresip:
+    """tests/peers/baresip.py's softphone, with one change: what it hears goes to aubridge, not ALSA.
+
+    The fixture's ``audio_player alsa,null`` makes baresip 1.0 spin a whole core for the length of
+    every call (ALSA's null device never blocks), which on a 2-core box takes a core from the
+    platform being measured. aubridge's player without a matching source never runs.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    control_port, local_port, rtp = free_port(), free_port(), free_port()
+    (workdir / "config").write_text(
+        "\n".join(
+            [
+                "poll_method epoll",
+                "net_interface 127.0.0.1",
+                f"sip_listen 127.0.0.1:{local_port}",
+                "audio_player aubridge,bench-unheard",
+                f"audio_source aufile,{microphone}",
+                "audio_alert aubridge,bench-unheard",
+                "audio_srate 8000",
+                "audio_channels 1",
+                f"rtp_ports {rtp}-{rtp + 40}",
+                "module_path /usr/lib/baresip/modules",
+                "module g711.so",
+                "module aufile.so",
+                "module aubridge.so",
+                "module ctrl_tcp.so",
+                "module_app account.so",
+                "module_app menu.so",
+                f"ctrl_tcp_listen 127.0.0.1:{control_port}",
+                "",
+            ]
+        )
+    )
+    (workdir / "accounts").write_text(
+        f"<sip:{user}@{domain}>;auth_pass={password};answermode=auto;regint=300;"
+        f'outbound="sip:127.0.0.1:{sip_port};transport=udp"\n'
+    )
+    log_file = (workdir / "baresip.log").open("wb")
+    process = subprocess.Popen(["baresip", "-f", str(workdir)], stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+    return Baresip(workdir, process, control_port)
+
+
 # ------------------------------------------------------------------------------------- setup
 
 
@@ -457,7 +517,7 @@ async def one_latency_call(bench: Bench, index: int) -> dict[str, float]:
         {"type": "sleep", "option": {"duration": 600000}},
     ]
     await bench.quiet.wait()
-    window = CpuWindow()
+    window = await CpuWindow.open()
     posted, call_id = await bench.place("voice1", actions)
     try:
         invited, _ = await until(lambda: next((i for i in probes.invites if i[0] > posted), None), 10, "the INVITE")
@@ -495,6 +555,10 @@ async def one_latency_call(bench: Bench, index: int) -> dict[str, float]:
         )
         assert response.status_code == 200, response.text
         spoken = await until(lambda: recorder.first("out", say_sent), 20, "the said text's first sound")
+        # The next sentence is rendering already; a hang-up would not stop it (worker requests are
+        # shielded), and the next call's greeting would queue behind it.
+        with contextlib.suppress(TimeoutError):
+            await until(lambda: probes.renders_in_flight == 0, 10, "piper to be idle", step=0.02)
         greeting_first = greeting.split(". ")[0] + "."
         said_first = said.split(". ")[0] + "."
         greeting_render = next((r for r in probes.renders if r[0] > answered and r[2] == greeting_first), None)
@@ -516,7 +580,7 @@ async def one_latency_call(bench: Bench, index: int) -> dict[str, float]:
             breakdown["stt_request_wall"] = decode[1] - decode[0]
             breakdown["stt_worker_decode"] = decode[2]
             breakdown["stt_reply_to_transcript_event"] = transcript_at - decode[1]
-        cpu = window.close()
+        cpu = await window.close()
         return {
             "cpu:other_work_pct": cpu["other_work_pct"],
             "cpu:bench_tree_pct": cpu["bench_tree_pct"],
@@ -539,21 +603,33 @@ async def latency_phase(bench: Bench, repeats: int) -> dict[str, Any]:
     pcm = await bench.platform.speech.tts.synthesize(CALLER_SAYS)
     mic = write_wav(bench.tmp / "caller.wav", bytes(int(8000 * 2 * LEAD_SILENCE_S)) + pcm + bytes(8000 * 2 * 40))
     await bench.extension("voice1")
-    phone = Baresip.start(
+    phone = start_baresip(
         bench.tmp / "baresip", user="voice1", password=PHONE_PASSWORD, domain=bench.domain,
         sip_port=bench.platform.sip.stack.port, microphone=mic,
     )
     try:
         await until(lambda: bench.registered("voice1"), 15, "baresip to register", step=0.05)
-        first = await one_latency_call(bench, 0)  # Whisper loads on this call's transcribe_start
+        failures: list[str] = []
+
+        async def measured(index: int) -> dict[str, Any] | None:
+            try:
+                return await one_latency_call(bench, index)
+            except (AssertionError, TimeoutError, ValueError) as error:  # one bad call is reported, not fatal
+                failures.append(f"call {index}: {error!r}"[:300])
+                return None
+
+        first = await measured(0) or {}  # Whisper loads on this call's transcribe_start
         calls = []
         phone_cpu0, wall0 = proc_cpu_s(phone.process.pid), time.perf_counter()
         for index in range(1, repeats + 1):
             await asyncio.sleep(0.3)
-            calls.append(await one_latency_call(bench, index))
+            if (result := await measured(index)) is not None:
+                calls.append(result)
         phone_cpu_pct = 100 * (proc_cpu_s(phone.process.pid) - phone_cpu0) / (time.perf_counter() - wall0)
     finally:
         phone.stop()
+    if not calls:
+        raise RuntimeError(f"no latency call succeeded: {failures}")
     keys = [k for k in calls[0] if k != "transcript" and ":" not in k]
     parts = sorted({k for c in calls for k in c if k.startswith("breakdown:")})
     return {
@@ -563,6 +639,7 @@ async def latency_phase(bench: Bench, repeats: int) -> dict[str, Any]:
             for k in parts
         },
         "first_call_ms": {k.split(":")[-1]: round(v * 1000, 1) for k, v in first.items() if k != "transcript" and not k.startswith("cpu:")},
+        "failed_calls": failures,
         "baresip_cpu_pct": round(phone_cpu_pct, 1),
         "other_work_on_box_cpu_pct_per_call": [c["cpu:other_work_pct"] for c in calls],
         "bench_tree_cpu_pct_per_call": [c["cpu:bench_tree_pct"] for c in calls],
@@ -575,8 +652,8 @@ async def latency_phase(bench: Bench, repeats: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- capacity
 
 
-async def start_echo_phone(bench: Bench, name: str, workdir: Path) -> asyncio.subprocess.Process:
-    """Register ``name`` from a port, then serve one call there with sipp's RTP echo."""
+async def start_echo_phone(bench: Bench, name: str, workdir: Path, started: list[asyncio.subprocess.Process]) -> None:
+    """Register ``name`` from a port, then serve one call there with sipp's RTP echo (into ``started``)."""
     port = free_port()
     registered = await sipp.run_sipp(
         f"127.0.0.1:{bench.platform.sip.stack.port}", "-sf", str(sipp.SCENARIOS / "register.xml"),
@@ -584,13 +661,15 @@ async def start_echo_phone(bench: Bench, name: str, workdir: Path) -> asyncio.su
         "-key", "domain", bench.domain, timeout=15,
     )
     assert registered.ok, registered.output[-1500:]
-    log_file = (workdir / f"{name}.log").open("wb")
     # stdout to a file: sipp's screen output would fill a pipe nobody reads and stall it.
-    return await asyncio.create_subprocess_exec(
-        "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-m", "1", "-mi", "127.0.0.1",
-        "-mp", str(free_port()), "-rtp_echo", "-nostdin", "-timeout", "300s",
-        stdout=log_file, stderr=asyncio.subprocess.STDOUT, cwd=workdir,
-    )
+    with (workdir / f"{name}.log").open("wb") as log_file:
+        started.append(
+            await asyncio.create_subprocess_exec(
+                "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-m", "1", "-mi", "127.0.0.1",
+                "-mp", str(free_port()), "-rtp_echo", "-nostdin", "-timeout", "120s",
+                stdout=log_file, stderr=asyncio.subprocess.STDOUT, cwd=workdir,
+            )
+        )
 
 
 def match_latencies(ends: list[float], transcripts: list[float]) -> tuple[list[float], int, int]:
@@ -617,6 +696,7 @@ async def capacity_level(bench: Bench, level: int, rounds: int, period_s: float,
     names = [f"cap{level}x{i}" for i in range(level)]
     phones: list[asyncio.subprocess.Process] = []
     call_ids: list[str] = []
+    passed = False
     actions: list[dict[str, Any]] = [{"type": "transcribe_start", "option": {"language": "en-US"}}]
     for r in range(rounds):
         actions.append({"type": "talk", "option": {"text": PROMPTS[r % len(PROMPTS)], "language": "en-US"}})
@@ -624,20 +704,20 @@ async def capacity_level(bench: Bench, level: int, rounds: int, period_s: float,
     try:
         for name in names:
             await bench.extension(name)
-        phones = list(await asyncio.gather(*(start_echo_phone(bench, n, workdir) for n in names)))
+        await asyncio.gather(*(start_echo_phone(bench, n, workdir, phones) for n in names))
         await asyncio.sleep(0.5)  # let the UAS processes bind
         await until(lambda: all(bench.registered(n) for n in names), 10, "sipp registrations", step=0.05)
 
         engine = platform.sip.media
-        lateness_before = engine.lateness.count
         stt_pids = platform.speech.stt.pids
         piper = platform.speech.tts.piper
         worker_pids = stt_pids + ([piper.worker.pid] if piper is not None and piper.worker.pid else [])
         phone_pids = [p.pid for p in phones]
         await bench.quiet.wait()
-        window = CpuWindow()
+        window = await CpuWindow.open()
+        lateness_before = engine.lateness.count
         wall0 = began = window.wall
-        workers0 = sum(proc_cpu_s(p) for p in worker_pids)
+        workers0 = sum(proc_cpu_s(p) for p in worker_pids)  # pids absent here start from 0 below
         phones0 = sum(proc_cpu_s(p) for p in phone_pids)
 
         async def place(i: int) -> str:
@@ -678,9 +758,10 @@ async def capacity_level(bench: Bench, level: int, rounds: int, period_s: float,
         with contextlib.suppress(TimeoutError):
             await until(complete, LATENCY_LIMIT_S + 7, "the last transcripts", step=0.1)
         wall1 = time.perf_counter()
+        worker_pids = sorted(set(worker_pids) | set(platform.speech.stt.pids))  # a worker started meanwhile counts from 0
         workers1 = sum(proc_cpu_s(p) for p in worker_pids)
         phones1 = sum(proc_cpu_s(p) for p in phone_pids)
-        cpu = window.close()
+        cpu = await window.close()
         samples = list(engine.lateness._samples)  # the ticker's recent lateness, seconds
         fresh = min(len(samples), engine.lateness.count - lateness_before)
         lateness = [s * 1000 for s in samples[len(samples) - fresh:]] if fresh else [0.0]
@@ -717,6 +798,7 @@ async def capacity_level(bench: Bench, level: int, rounds: int, period_s: float,
             extra_total += extra
         elapsed = wall1 - wall0
         p99 = percentile(all_latencies, 99) if all_latencies else float("inf")
+        passed = bool(all_latencies) and p99 < LATENCY_LIMIT_S and lost_total == 0
         return {
             "calls": level,
             "seconds": round(elapsed, 1),
@@ -734,24 +816,26 @@ async def capacity_level(bench: Bench, level: int, rounds: int, period_s: float,
             "transcripts_after_last_prompt_s": round(wall1 - talked_at, 1),
             "dropped_by_stt_backlog": bench.counter.dropped,
             "stt_decode_failures": bench.counter.failed,
-            "passed": bool(all_latencies) and p99 < LATENCY_LIMIT_S and lost_total == 0,
+            "passed": passed,
         }
     finally:
         for call_id in call_ids:
             await bench.hangup(call_id)
-        # Let the STT worker finish what these calls left queued before the next level.
-        started = {t for c in call_ids if (t := probes.transcribe_of(c))}
+        # Let the STT worker finish what these calls left queued before the next level (there is
+        # none after a failed one: the platform's stop cuts the backlog short).
+        started = {t for c in call_ids if (t := probes.transcribe_of(c))} if passed else set()
         with contextlib.suppress(TimeoutError):
             await until(
                 lambda: started <= {d["id"] for _, d in probes.all_events("transcribe_done")},
                 40, "transcriptions to finish", step=0.1,
             )
-        for phone in phones:
+        for phone in phones:  # each exits after its one call's BYE; any other is killed
             if phone.returncode is None:
                 try:
                     await asyncio.wait_for(phone.wait(), 5)
                 except TimeoutError:
-                    phone.kill()
+                    with contextlib.suppress(ProcessLookupError):
+                        phone.kill()
                     await phone.wait()
 
 
@@ -764,7 +848,12 @@ async def capacity_phase(bench: Bench, levels: list[int], rounds: int) -> dict[s
     capacity = 0
     for level in levels:
         bench.counter.dropped = bench.counter.failed = 0
-        result = await capacity_level(bench, level, rounds, period_s, gap_ms)
+        try:
+            result = await capacity_level(bench, level, rounds, period_s, gap_ms)
+        except (AssertionError, TimeoutError, ValueError) as error:
+            results.append({"calls": level, "error": repr(error)[:500], "passed": False})
+            print(f"  N={level:>2}: failed to run: {error!r}"[:300], flush=True)
+            break
         results.append(result)
         print(
             f"  N={level:>2}: cpu {result['platform_process_cpu_pct']}% + workers {result['speech_workers_cpu_pct']}%, "
@@ -810,9 +899,6 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             print(f"latency: 1 warm-up + {args.repeats} calls to baresip", flush=True)
             latency = await latency_phase(bench, args.repeats)
             latency_s = time.perf_counter() - began
-            for key, value in latency.items():
-                if key.endswith("_ms") and "p50" in value:
-                    print(f"  {key}: p50 {value['p50']} p99 {value['p99']} max {value['max']}", flush=True)
             print(f"capacity: levels {args.levels}, {args.rounds} sentences per call, sipp echo phones", flush=True)
             began = time.perf_counter()
             capacity = await capacity_phase(bench, args.levels, args.rounds)
@@ -853,6 +939,18 @@ def main() -> None:
         results = asyncio.run(run(args, Path(tmp)))
     run_s = time.perf_counter() - started
     results["run_seconds"] = round(run_s, 1)
+    latency, capacity = results["latency"], results["capacity"]
+    passed = [level for level in capacity["levels"] if level.get("passed")]
+    results["summary"] = {
+        **{key: {"p50": v["p50"], "p99": v["p99"], "max": v["max"]}
+           for key, v in latency.items() if key.endswith("_ms") and "p50" in v},
+        "capacity_calls": capacity["max_calls_within_limits"],
+        "capacity_at_max": {
+            key: passed[-1][key] for key in ("platform_process_cpu_pct", "speech_workers_cpu_pct", "media_lateness_ms",
+                                             "latency_ms_both_directions")
+        } if passed else {},
+    }
+    results = {"summary": results.pop("summary"), **results}
     report = {
         "benchmark": "voice",
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -868,7 +966,9 @@ def main() -> None:
             "platform": "in-process Platform on a temporary data dir (embedded SQLite), SIP/RTP on 127.0.0.1, "
             "API driven through an httpx ASGI client; one customer created by the operator, extensions with "
             "POST /v1.0/extensions, calls with POST /v1.0/calls to an extension destination",
-            "latency_phone": "baresip (baresip-core, auto-answer, PCMU) registered to one extension; its aufile "
+            "latency_phone": "baresip 1.0 (baresip-core, auto-answer, PCMU) registered to one extension, configured "
+            "as tests/peers/baresip.py but with audio_player aubridge (the fixture's alsa,null player busy-loops a "
+            "core per call); its aufile "
             f"microphone plays {LEAD_SILENCE_S} s of silence, '{CALLER_SAYS}' rendered by the platform's piper "
             "voice, then silence",
             "latency_calls": f"one warm-up call (first_call_ms: Whisper starts on its transcribe_start) then "
@@ -880,6 +980,7 @@ def main() -> None:
             f"|sample| > {VOICED_LEVEL:.0f}; say_to_first_speech_rtp: before POST /say -> first such 'out' frame; "
             "end_of_speech_to_transcript: last 'in' frame over the threshold before the transcript -> "
             "transcript_created (direction in) entering EventBus.publish (after its commit)",
+            "phones": "latency (1-4): baresip, one call at a time; capacity (5): sipp echo phones (-rtp_echo)",
             "capacity_phones": "sipp UAS processes (sip-tester, `-sn uas -rtp_echo`), each registered (register.xml, "
             "digest) to its own extension: they send back what the platform says, which must be transcribed as "
             "direction 'in' (and as 'out' from our side)",
@@ -904,8 +1005,11 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in results["latency"].items() if k.endswith("_ms")}, indent=1))
-    print(f"capacity: {results['capacity']['max_calls_within_limits']} calls; run {run_s:.0f} s -> {args.out}")
+    for key, value in results["latency"].items():
+        if key.endswith("_ms") and "p50" in value:
+            print(f"{key:>40}: p50 {value['p50']:>7} p99 {value['p99']:>7} max {value['max']:>7}")
+    print(f"capacity: {results['capacity']['max_calls_within_limits']} concurrent calls within limits; "
+          f"run {run_s:.0f} s -> {args.out}")
 
 
 if __name__ == "__main__":

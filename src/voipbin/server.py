@@ -57,6 +57,9 @@ def tls_names(settings: Settings) -> list[str]:
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     platform = Platform(settings)
     await platform.start()
+    # Load the voices and the recogniser now, in the background, so the first call's first
+    # words are not spent waiting for model loads (tests leave this lazy to start fast).
+    preload = asyncio.create_task(platform.speech.start(preload=True))
     app = create_app(platform)
     cert, key = ensure_certificate(settings.data_dir / "tls", tls_names(settings))
     common = {"lifespan": "off", "log_level": settings.log_level, "ws_ping_interval": 20.0, "ws_ping_timeout": 20.0}
@@ -82,6 +85,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         for listener in listeners:
             listener.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
+        preload.cancel()
+        await asyncio.gather(preload, return_exceptions=True)
         await platform.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
