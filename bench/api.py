@@ -13,15 +13,11 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -29,7 +25,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.server import start_server  # noqa: E402  (after the path is set)
+from bench.report import header  # noqa: E402  (after the path is set)
+from tests.e2e.server import start_server  # noqa: E402
 
 ADMIN = {"username": "admin@localhost", "password": "admin@localhost"}
 Request = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
@@ -99,12 +96,8 @@ def main() -> None:
         finally:
             server.stop()
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     report = {
-        "benchmark": "api",
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
+        **header("api"),
         "setup": {
             "backend": "sqlite (embedded default), plain HTTP on loopback",
             "concurrency": args.concurrency,

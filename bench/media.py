@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench.report import commit_id  # noqa: E402
 from voipbin.media.endpoint import FRAME_BYTES, SILENCE_FRAME, MediaEngine, RtpEndpoint  # noqa: E402
 from voipbin.media.g711 import PCMU  # noqa: E402
 
@@ -62,30 +63,6 @@ def tone(seconds: float = 1.0, hz: int = TONE_HZ, amplitude: int = 8000) -> byte
     """16-bit LE mono PCM at 8 kHz; a whole number of cycles and frames so it loops cleanly."""
     samples = int(8000 * seconds)
     return b"".join(struct.pack("<h", round(amplitude * math.sin(2 * math.pi * hz * i / 8000))) for i in range(samples))
-
-
-def commit_id() -> str:
-    """HEAD's short id, read from .git without running git."""
-    git = ROOT / ".git"
-    try:
-        if git.is_file():  # a worktree: "gitdir: PATH"
-            git = Path(git.read_text().split(":", 1)[1].strip())
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref:"):
-            return head[:7]
-        ref = head.split(":", 1)[1].strip()
-        common = Path((git / "commondir").read_text().strip()) if (git / "commondir").exists() else None
-        for base in filter(None, (git, (git / common) if common else None)):
-            if (base / ref).exists():
-                return (base / ref).read_text().strip()[:7]
-            packed = base / "packed-refs"
-            if packed.exists():
-                for line in packed.read_text().splitlines():
-                    if line.endswith(" " + ref):
-                        return line[:7]
-    except OSError:
-        pass
-    return ""
 
 
 # ---------------------------------------------------------------------------------------- peer

@@ -52,6 +52,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import commit_id  # noqa: E402
 from tests.e2e.server import start_server  # noqa: E402  (after the path is set)
 
 HERE = Path(__file__).resolve().parent / "sip"
@@ -149,30 +150,6 @@ def process_group(pgid: int) -> list[int]:
             if int(fields[2]) == pgid:
                 pids.append(int(entry.name))
     return pids
-
-
-def commit_id() -> str:
-    """HEAD's short id, read from .git without running git."""
-    git = ROOT / ".git"
-    try:
-        if git.is_file():
-            git = Path(git.read_text().split(":", 1)[1].strip())
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref:"):
-            return head[:7]
-        ref = head.split(":", 1)[1].strip()
-        common = (git / (git / "commondir").read_text().strip()) if (git / "commondir").exists() else None
-        for base in filter(None, (git, common)):
-            if (base / ref).exists():
-                return (base / ref).read_text().strip()[:7]
-            packed = base / "packed-refs"
-            if packed.exists():
-                for line in packed.read_text().splitlines():
-                    if line.endswith(" " + ref):
-                        return line[:7]
-    except OSError:
-        pass
-    return ""
 
 
 def _pct(ordered: list[float], q: float) -> float:

@@ -77,6 +77,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench.report import commit_id  # noqa: E402
 from tests.conftest import ADMIN, Tenant, login, make_settings, new_tenant  # noqa: E402
 from tests.live import free_port  # noqa: E402
 from tests.peers import sipp  # noqa: E402
@@ -102,30 +103,6 @@ log = logging.getLogger("bench.voice")
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-
-def commit_id() -> str:
-    """HEAD's short id, read from .git without running git."""
-    git = ROOT / ".git"
-    try:
-        if git.is_file():  # a worktree: "gitdir: PATH"
-            git = Path(git.read_text().split(":", 1)[1].strip())
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref:"):
-            return head[:7]
-        ref = head.split(":", 1)[1].strip()
-        common = Path((git / "commondir").read_text().strip()) if (git / "commondir").exists() else None
-        for base in filter(None, (git, (git / common) if common else None)):
-            if (base / ref).exists():
-                return (base / ref).read_text().strip()[:7]
-            packed = base / "packed-refs"
-            if packed.exists():
-                for line in packed.read_text().splitlines():
-                    if line.endswith(" " + ref):
-                        return line[:7]
-    except OSError:
-        pass
-    return ""
 
 
 def percentile(values: list[float], q: float) -> float:
