@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import Tenant, make_settings
 from tests.live import free_port
 from tests.peers import sipp
-from tests.peers.baresip import dominant_frequency, tone
+from tests.peers.baresip import Baresip, dominant_frequency, tone
 from voipbin.media.g711 import encode_ulaw
 from voipbin.runtime import Platform
 from voipbin.sip.message import Address, Request
@@ -204,6 +204,17 @@ def _mutations() -> list[bytes]:
 
 
 async def _options_answered(platform: Platform) -> bool:
+    reply = await _exchange(
+        platform,
+        "OPTIONS sip:ping@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKping;rport\r\n"
+        "From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ping-1\r\nCSeq: 1 OPTIONS\r\n"
+        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+    )
+    return reply.startswith(b"SIP/2.0 200")
+
+
+async def _exchange(platform: Platform, template: str) -> bytes:
+    """Send one request ({port} filled in with our socket's) and return the first reply."""
     loop = asyncio.get_running_loop()
     answered: asyncio.Future[bytes] = loop.create_future()
 
@@ -214,17 +225,11 @@ async def _options_answered(platform: Platform) -> bool:
 
     transport, _ = await loop.create_datagram_endpoint(Client, local_addr=("127.0.0.1", 0))
     port = transport.get_extra_info("sockname")[1]
-    transport.sendto(
-        f"OPTIONS sip:ping@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKping;rport\r\n"
-        f"From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ping-1\r\nCSeq: 1 OPTIONS\r\n"
-        f"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n".encode(),
-        ("127.0.0.1", platform.sip.stack.port),
-    )
+    transport.sendto(template.format(port=port).encode(), ("127.0.0.1", platform.sip.stack.port))
     try:
-        reply = await asyncio.wait_for(answered, 5)
+        return await asyncio.wait_for(answered, 5)
     finally:
         transport.close()
-    return reply.startswith(b"SIP/2.0 200")
 
 
 async def test_tel_call_reaches_the_carrier_through_the_provider(
@@ -404,3 +409,52 @@ async def test_a_new_password_applies_at_once(platform: Platform, client: httpx.
     old = await sipp.run_sipp(*register_args(platform, alice, "register_forbidden.xml", PASSWORD, free_port()))
     new = await sipp.run_sipp(*register_args(platform, alice, "register.xml", "brand-new-pass", free_port()))
     assert old.ok and new.ok  # the old password is now refused (403), the new one accepted
+
+
+async def test_a_phone_dials_another_extension(
+    platform: Platform, client: httpx.AsyncClient, alice: Tenant, extension: str, tmp_path: Path
+) -> None:
+    """baresip (extension 1001) dials sipp1; it must prove who it is (407), then gets bridged."""
+    body = {"name": "desk", "detail": "baresip", "extension": "1001", "password": "desk-pass-1"}
+    assert (await client.post("/v1.0/extensions", params=alice.auth, json=body)).status_code == 200
+    callee = await register_then_serve(platform, alice, "-sn", "uas", "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo")
+    domain = f"{alice.customer_id}.registrar.voipbin.test"
+    phone = Baresip.start(
+        tmp_path / "baresip", user="1001", password="desk-pass-1", domain=domain,
+        sip_port=platform.sip.stack.port, microphone=tone(tmp_path / "mic.wav", 600.0, 60.0),
+    )
+    try:
+        for _ in range(200):
+            if platform.sip.registrations(alice.customer_id, "1001"):
+                break
+            await asyncio.sleep(0.05)
+        phone.command("dial", f"sip:sipp1@{domain}")
+        legs: list[dict[str, object]] = []
+        for _ in range(300):
+            calls = (await client.get("/v1.0/calls", params=alice.auth)).json()["result"]
+            legs = [c for c in calls if c["master_call_id"]]
+            if legs and legs[0]["status"] == "progressing":
+                break
+            await asyncio.sleep(0.05)
+        assert legs and legs[0]["status"] == "progressing", calls
+        caller_call = next(c for c in calls if c["id"] == legs[0]["master_call_id"])
+        assert caller_call["direction"] == "incoming" and caller_call["source"]["target"] == "1001"
+        await asyncio.sleep(1.0)
+        phone.command("hangup")
+        assert (await sipp.finish(callee)).ok
+    finally:
+        phone.stop()
+    ended = {c["id"]: c for c in (await client.get("/v1.0/calls", params=alice.auth)).json()["result"]}
+    assert ended[caller_call["id"]]["status"] == "hangup" and ended[legs[0]["id"]]["status"] == "hangup"
+
+
+async def test_an_invite_claiming_one_of_our_phones_must_prove_it(platform: Platform, alice: Tenant, extension: str) -> None:
+    domain = f"{alice.customer_id}.registrar.voipbin.test"
+    reply = await _exchange(
+        platform,
+        f"INVITE sip:+15550001111@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{{port}};branch=z9hG4bKspoof;rport\r\n"
+        f"From: <sip:sipp1@{domain}>;tag=s\r\nTo: <sip:+15550001111@{domain}>\r\nCall-ID: spoof-1\r\n"
+        f"CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+    )
+    assert reply.startswith(b"SIP/2.0 407") and b"Proxy-Authenticate: Digest" in reply
+    assert platform.sip.ua.calls == set()

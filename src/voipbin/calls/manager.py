@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from voipbin.calls import records
 from voipbin.calls.addresses import CallRequestError, Destination, check_source, resolve_destination
@@ -22,7 +22,7 @@ from voipbin.sip.location import Binding
 from voipbin.sip.message import Address, Request
 from voipbin.sip.ua import CallState, SipCall
 from voipbin.sip.uri import SipUri
-from voipbin.store.models import Call, Flow, Groupcall, Number
+from voipbin.store.models import Call, Extension, Flow, Groupcall, Number
 
 if TYPE_CHECKING:
     from voipbin.runtime import Platform
@@ -192,26 +192,19 @@ class CallManager:
     # -- incoming calls ---------------------------------------------------------------------------
 
     async def incoming(self, leg: SipCall, request: Request) -> None:
-        """A call to one of our numbers runs the number's call flow (VoIPBIN's inbound path)."""
-        number, flow = await self._inbound_route(request)
-        if number is None or flow is None:
+        """A call to one of our numbers runs the number's call flow (VoIPBIN's inbound path);
+        one of our phones dialling another extension of its customer is connected to it."""
+        dialed = unquote(request.sip_uri.user or "")
+        if leg.identity is not None:
+            route = await self._extension_route(leg.identity, dialed)
+        else:
+            route = await self._number_route(request.from_addr, dialed)
+        if route is None:
             leg.reject(404, "No Such Number")
             return
-        caller = request.from_addr
-        call = Call(
-            id=new_id(),
-            customer_id=number.customer_id,
-            flow_id=flow.id,
-            type="flow",
-            source={"type": "tel", "target": caller.sip_uri.user or "", "target_name": caller.display_name,
-                    "name": "", "detail": ""},
-            destination={"type": "tel", "target": number.number, "target_name": number.name, "name": "", "detail": ""},
-            status="ringing",
-            direction="incoming",
-            tm_create=self.clock.now(),
-        )
+        call, actions = route
         await records.add(self.store, call, "call_created")
-        live = LiveCall(self, call, list(flow.actions))
+        live = LiveCall(self, call, actions)
         live.status, live.sip = CallState.RINGING, leg
         self.live[call.id] = live
         self._start_flow(live)
@@ -221,17 +214,52 @@ class CallManager:
 
         await live.run(take_leg)
 
-    async def _inbound_route(self, request: Request) -> tuple[Number | None, Flow | None]:
-        user = unquote(request.sip_uri.user or "")
-        dialed = user if user.startswith("+") else f"+{user}"
+    def _incoming_call(self, customer_id: str, flow_id: str, source: dict[str, Any], destination: dict[str, Any]) -> Call:
+        blank = {"type": "", "target": "", "target_name": "", "name": "", "detail": ""}
+        return Call(
+            id=new_id(),
+            customer_id=customer_id,
+            flow_id=flow_id,
+            type="flow",
+            source={**blank, **source},
+            destination={**blank, **destination},
+            status="ringing",
+            direction="incoming",
+            tm_create=self.clock.now(),
+        )
+
+    async def _number_route(self, caller: Address, dialed: str) -> tuple[Call, list[dict[str, Any]]] | None:
+        number_text = dialed if dialed.startswith("+") else f"+{dialed}"
         async with self.store.session() as session:
-            number = await session.scalar(select(Number).where(Number.number == dialed, Number.tm_delete.is_(None)))
+            number = await session.scalar(select(Number).where(Number.number == number_text, Number.tm_delete.is_(None)))
             if number is None or not number.call_flow_id:
-                return number, None
+                return None
             flow = await session.scalar(
                 select(Flow).where(Flow.id == number.call_flow_id, Flow.customer_id == number.customer_id, Flow.tm_delete.is_(None))
             )
-        return number, flow
+        if flow is None:
+            return None
+        source = {"type": "tel", "target": caller.sip_uri.user or "", "target_name": caller.display_name}
+        destination = {"type": "tel", "target": number.number, "target_name": number.name}
+        return self._incoming_call(number.customer_id, flow.id, source, destination), list(flow.actions)
+
+    async def _extension_route(self, identity: tuple[str, str], dialed: str) -> tuple[Call, list[dict[str, Any]]] | None:
+        customer_id, extension = identity
+        async with self.store.session() as session:
+            target = await session.scalar(
+                select(Extension).where(
+                    Extension.customer_id == customer_id,
+                    Extension.tm_delete.is_(None),
+                    or_(Extension.extension == dialed, Extension.name == dialed),
+                )
+            )
+        if target is None:
+            return None
+        source = {"type": "extension", "target": extension}
+        destination = {"type": "extension", "target": target.extension, "target_name": target.name}
+        # A built-in flow: ring the dialled extension's phones and bridge the first to answer.
+        actions = [{"type": "connect", "option": {"destinations": [{"type": "extension", "target_name": target.name}]}}]
+        return self._incoming_call(customer_id, "", source, destination), actions
 
     # -- what live calls report ----------------------------------------------------------------
 

@@ -275,6 +275,7 @@ class FlowRunner:
         for other in legs:
             if other is not answered:
                 self.manager.spawn(other.hangup("normal"))
+        await self._answer_if_ringing()  # a caller waiting on connect is answered when the callee is
         link = bridge(self.live.endpoint, answered.endpoint)
         try:
             await answered.ended.wait()

@@ -109,9 +109,10 @@ class Registrar:
         uri = request.to_addr.sip_uri
         if not uri.user:
             raise ParseError("REGISTER To URI has no user part", 400)
-        return Addressed(uri.user, self._customer_of(uri))
+        return Addressed(uri.user, self.customer_of(uri))
 
-    def _customer_of(self, uri: SipUri) -> str | None:
+    def customer_of(self, uri: SipUri) -> str | None:
+        """The customer a URI's domain names (``<id>.registrar.<domain>`` or the bare id), if any."""
         host = uri.host.lower().strip("[]")
         suffix = f".registrar.{self.domain}"
         if host.endswith(suffix) and is_uuid(host[: -len(suffix)]):

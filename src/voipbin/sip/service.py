@@ -12,10 +12,10 @@ from sqlalchemy import select
 from voipbin.auth.tokens import load_or_create_secret
 from voipbin.config import Settings
 from voipbin.media.endpoint import MediaEngine
-from voipbin.sip.digest import NonceManager
+from voipbin.sip.digest import NonceManager, Result, parse_auth_header
 from voipbin.sip.errors import ParseError
 from voipbin.sip.location import Binding, LocationService
-from voipbin.sip.message import Address
+from voipbin.sip.message import Address, make_response
 from voipbin.sip.registrar import Account, Addressed, FailureThrottle, Registrar
 from voipbin.sip.stack import Incoming, SipStack
 from voipbin.sip.ua import ALLOW, SipCall, UserAgent
@@ -82,9 +82,14 @@ class SipService:
     async def _on_request(self, incoming: Incoming) -> None:
         if incoming.request.method == "REGISTER":
             await self._register(incoming)
+        elif incoming.request.method == "INVITE" and not incoming.request.to_addr.tag:
+            identity = await self._caller_identity(incoming)
+            if identity is not False:
+                await self.ua.handle(incoming, identity)
         elif not await self.ua.handle(incoming):
-            reply = incoming.reply(405)
-            reply.headers.add("Allow", ALLOW + ", REGISTER")
+            refusal = make_response(incoming.request, 405)
+            refusal.headers.add("Allow", ALLOW + ", REGISTER")
+            incoming.respond(refusal)
 
     async def _register(self, incoming: Incoming) -> None:
         try:
@@ -97,6 +102,44 @@ class SipService:
         incoming.respond(outcome.response)
         if account and (outcome.saved or outcome.removed):
             self._notify(account.customer_id, account.extension)
+
+    async def _caller_identity(self, incoming: Incoming) -> tuple[str, str] | None | bool:
+        """Who an INVITE claims to be. From one of our phones (its From names a customer's
+        domain) it must prove it with digest: (customer_id, extension) when it did, False when
+        it was challenged or refused. None for callers from outside (trunks), who may only
+        reach numbers."""
+        request = incoming.request
+        try:
+            caller = request.from_addr.sip_uri
+        except ParseError:
+            return None
+        customer_id = self.registrar.customer_of(caller)
+        if customer_id is None or not caller.user:
+            return None
+        account = await self._account(Addressed(caller.user, customer_id))
+        realm = self.registrar.realm_for(customer_id)
+        value = request.headers.get("Proxy-Authorization") or request.headers.get("Authorization")
+        credentials = parse_auth_header(value) if value else None
+        now, source = self.now(), incoming.source[1]
+        if self.registrar.throttle.blocked(source, now):
+            incoming.reply(403, "Too Many Failed Attempts")
+            return False
+        result = None
+        if credentials is not None and account is not None and credentials.get("username") == account.extension:
+            result = self.registrar.nonces.verify(credentials, "INVITE", account.password, now, realm=realm)
+        if result is Result.OK and account is not None:
+            return (account.customer_id, account.extension)
+        if credentials is None or result in (Result.STALE, Result.REPLAY):
+            challenge = make_response(request, 407)
+            for header in self.registrar.nonces.challenge(
+                realm, now, stale=result is not None, algorithms=self.registrar.algorithms
+            ):
+                challenge.headers.add("Proxy-Authenticate", header)
+            incoming.respond(challenge)
+            return False
+        self.registrar.throttle.failed(source, now)
+        incoming.reply(403)
+        return False
 
     async def _account(self, addressed: Addressed) -> Account | None:
         """The extension a REGISTER addresses; cached, since every REGISTER (and its challenge) asks."""

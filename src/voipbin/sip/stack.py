@@ -48,10 +48,9 @@ class Incoming:
     def respond(self, response: Response) -> None:
         self.stack.respond(self.transaction_id, response)
 
-    def reply(self, status_code: int, reason: str | None = None, *, to_tag: str | None = None) -> Response:
-        response = make_response(self.request, status_code, reason, to_tag=to_tag)
-        self.respond(response)
-        return response
+    def reply(self, status_code: int, reason: str | None = None, *, to_tag: str | None = None) -> None:
+        """Answer with a bare response (build one with make_response to add headers)."""
+        self.respond(make_response(self.request, status_code, reason, to_tag=to_tag))
 
 
 @dataclass

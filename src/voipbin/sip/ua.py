@@ -81,6 +81,8 @@ class SipCall:
     listeners: list[Callable[[SipCall], None]] = field(default_factory=list)
     # Outgoing: pending forks (one INVITE per contact) until one answers.
     _forks: dict[str, Outgoing] = field(default_factory=dict)
+    # Incoming from one of our phones: (customer_id, extension) it proved with digest.
+    identity: tuple[str, str] | None = None
     # Outgoing to a trunk: (username, password) for its digest challenge.
     auth: tuple[str, str] | None = None
     # Incoming: the INVITE we answer, and our 2xx until the ACK comes.
@@ -351,7 +353,7 @@ class UserAgent:
 
     # -- incoming ------------------------------------------------------------------------------
 
-    async def handle(self, incoming: Incoming) -> bool:
+    async def handle(self, incoming: Incoming, identity: tuple[str, str] | None = None) -> bool:
         """Take the requests that belong to calls; False for those it does not handle."""
         request = incoming.request
         method = request.method
@@ -359,14 +361,15 @@ class UserAgent:
             if request.to_addr.tag:
                 await self._reinvite(incoming)
             else:
-                await self._new_incoming(incoming)
+                await self._new_incoming(incoming, identity)
         elif method == "BYE":
             await self._bye(incoming)
         elif method == "CANCEL":
             self._cancel(incoming)
         elif method == "OPTIONS":
-            ok = incoming.reply(200)
+            ok = make_response(request, 200)
             ok.headers.add("Allow", ALLOW)
+            incoming.respond(ok)
         elif method == "INFO":
             incoming.reply(200 if self._dialog_call(request) else 481)
         else:
@@ -376,7 +379,7 @@ class UserAgent:
     def _dialog_call(self, request: Request) -> SipCall | None:
         return self.dialogs.get((request.call_id, request.to_addr.tag or "", request.from_addr.tag or ""))
 
-    async def _new_incoming(self, incoming: Incoming) -> None:
+    async def _new_incoming(self, incoming: Incoming, identity: tuple[str, str] | None) -> None:
         request = incoming.request
         if self.on_incoming is None:
             incoming.reply(480, "No Route For This Call")
@@ -385,6 +388,7 @@ class UserAgent:
         endpoint = await self.media.open_endpoint()
         call = SipCall(self, "incoming", endpoint, request.to_addr.uri, request.from_addr.uri)
         call._incoming = incoming
+        call.identity = identity
         self.calls.add(call)
         self._pending_invites[incoming.transaction_id] = call
         ringing = make_response(request, 180, to_tag=call.tag)
