@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from voipbin.accounts.customers import Profile, assign_virtual_number, create_accesskey, create_customer
 from voipbin.auth.passwords import hash_secret, verify_secret
@@ -154,7 +155,7 @@ async def _email_taken(platform: Platform, email: str) -> bool:
         return await _email_taken_in(session, email)
 
 
-async def _email_taken_in(session, email: str) -> bool:  # type: ignore[no-untyped-def]
+async def _email_taken_in(session: AsyncSession, email: str) -> bool:
     customers = await session.scalar(
         select(func.count()).select_from(Customer).where(func.lower(Customer.email) == email, Customer.tm_delete.is_(None))
     )

@@ -14,18 +14,14 @@ from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import bad_request, conflict
 from voipbin.api.schemas import LongText, NumberOut, Page, ShortText, Strict
 from voipbin.core.ids import is_uuid, new_id
+from voipbin.core.phone import E164_RULE, is_e164
 from voipbin.store.models import Number
 
 router = APIRouter(prefix="/v1.0/numbers", tags=["numbers"])
 
-E164_RULE = "a '+' then the country code and number, 2 to 15 digits in all, no spaces or dashes (e.g. +15551234567)"
 E164 = Annotated[str, Field(min_length=1, max_length=20, description=f"E.164: {E164_RULE}")]
 FlowId = Annotated[str, Field(max_length=36, description="A flow id, or empty for none.")]
 
-
-def is_e164(value: str) -> bool:
-    digits = value[1:]
-    return value.startswith("+") and digits.isascii() and digits.isdigit() and 2 <= len(digits) <= 15 and digits[0] != "0"
 
 
 class _FlowRefs(Strict):

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from voipbin.core.phone import E164_RULE, is_e164
 from voipbin.store.models import Extension, Number, Provider
 
-E164_RULE = "'+' then 2 to 15 digits, no spaces or dashes (e.g. +15551234567)"
 SUPPORTED_DESTINATIONS = ("extension", "tel", "sip")
 
 
@@ -22,10 +22,6 @@ class CallRequestError(Exception):
         self.message = message
         self.reason = reason
 
-
-def is_e164(value: str) -> bool:
-    digits = value[1:]
-    return value.startswith("+") and digits.isascii() and digits.isdigit() and 2 <= len(digits) <= 15 and digits[0] != "0"
 
 
 @dataclass(frozen=True)
