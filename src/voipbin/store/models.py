@@ -139,7 +139,20 @@ class Signup(Base):
     email: Mapped[str] = mapped_column(String(320), index=True)
     profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
     code_hash: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the emailed verification link's token: the link works instead of the code.
+    link_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    tm_expire: Mapped[datetime]
+    tm_create: Mapped[datetime]
+
+
+class PasswordReset(Base):
+    """An emailed link that sets an agent's password: welcome mail and "forgot password" alike."""
+
+    __tablename__ = "password_resets"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(36), index=True)
     tm_expire: Mapped[datetime]
     tm_create: Mapped[datetime]
 
