@@ -5,6 +5,7 @@ The routes are read from the app's own spec, so a route added later without a ca
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -57,6 +58,7 @@ async def make_resources(client: httpx.AsyncClient, platform: Platform, alice: T
     assert placed.status_code == 200, placed.text
     group = placed.json()["groupcalls"][0]
     ids["groupcall_id"], ids["call_id"] = group["id"], group["call_ids"][0]
+    ids["mail_id"] = await mail_to(client, alice)
     async with platform.store.transaction() as tx:
         for param, model in STORED.items():
             ids[param] = new_id()
@@ -64,10 +66,20 @@ async def make_resources(client: httpx.AsyncClient, platform: Platform, alice: T
     return ids
 
 
+async def mail_to(client: httpx.AsyncClient, alice: Tenant) -> str:
+    """The id of a mail in alice's sandbox mailbox (mail goes out in the background)."""
+    await client.post("/auth/password-forgot", json={"username": alice.username})
+    for _ in range(100):
+        if mails := (await client.get("/sandbox/mailbox", params=alice.auth)).json()["result"]:
+            return str(mails[0]["id"])
+        await asyncio.sleep(0.05)
+    raise AssertionError("no mail reached alice's mailbox")
+
+
 async def test_every_id_route_has_a_case(platform: Platform) -> None:
     params = {param for _, _, param in id_routes(platform)}
     assert len(params) >= 10
-    assert params <= set(POSTED) | set(STORED) | FROM_CALLS | OPERATOR_ONLY
+    assert params <= set(POSTED) | set(STORED) | FROM_CALLS | OPERATOR_ONLY | {"mail_id"}
 
 
 @pytest.mark.parametrize("credential", ["token", "accesskey"])

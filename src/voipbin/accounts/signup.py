@@ -1,4 +1,6 @@
-"""Headless signup: an emailed 6-digit code, then a customer with a ready access key.
+"""Signup: an email carrying a 6-digit code (headless, ``/auth/complete-signup``) and a
+verification link (the console, ``/auth/email-verify``); either makes a customer with a ready
+access key, and a welcome mail links to setting the admin's password.
 
 ``start`` answers the same way, in about the same time, whether or not the email is known: the
 expensive steps (hashing a code, sending mail) happen on every path, and mail goes out in the
@@ -7,32 +9,26 @@ background so SMTP latency shows in no response.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from voipbin.accounts import recovery
 from voipbin.accounts.customers import Profile, assign_virtual_number, create_accesskey, create_customer
+from voipbin.accounts.errors import AccountError
 from voipbin.auth.passwords import hash_secret, verify_secret
 from voipbin.core.ids import token_hex
-from voipbin.mail.outbox import compose
+from voipbin.mail.outbox import compose, send_later
 from voipbin.runtime import Platform
+from voipbin.store.db import Tx
 from voipbin.store.models import Accesskey, Agent, Customer, Signup
 
-log = logging.getLogger(__name__)
-
-
-class SignupError(Exception):
-    def __init__(self, status_code: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.reason = reason
-        self.message = message
+ALREADY_REGISTERED = "This email already has an account; log in instead."
 
 
 @dataclass(frozen=True)
@@ -55,10 +51,12 @@ async def start(platform: Platform, profile: Profile) -> str:
     code_hash = await hash_secret(code)
     email = normalize_email(profile.email)
     if email is None or await _email_taken(platform, email):
-        _background(_notify_existing(platform, email) if email else None)
+        if email:
+            send_later(platform.mailer, _existing_mail(platform, email))
         return ""
     now = platform.clock.now()
     temp_token = token_hex(16)
+    link_token, link_hash = recovery.new_link_token()
     async with platform.store.transaction() as tx:
         tx.session.add(
             Signup(
@@ -66,6 +64,7 @@ async def start(platform: Platform, profile: Profile) -> str:
                 email=email,
                 profile=asdict(profile) | {"email": email},
                 code_hash=code_hash,
+                link_hash=link_hash,
                 attempts=0,
                 tm_expire=now + timedelta(seconds=platform.settings.signup_code_lifetime_s),
                 tm_create=now,
@@ -73,49 +72,76 @@ async def start(platform: Platform, profile: Profile) -> str:
         )
         # Expired attempts are of no further use to anyone.
         await tx.session.execute(delete(Signup).where(Signup.tm_expire < now - timedelta(days=1)))
-    minutes = platform.settings.signup_code_lifetime_s // 60
-    _background(
-        platform.mailer.send(
-            compose(
-                platform.settings.mail_from,
-                email,
-                f"Your VoIPBIN verification code: {code}",
-                f"Your verification code is {code}\n\n"
-                f"Send it with POST /auth/complete-signup together with your temp_token.\n"
-                f"The code expires in {minutes} minutes. If you did not sign up, ignore this email.\n",
-            )
-        )
-    )
+    send_later(platform.mailer, _verification_mail(platform, email, code, link_token))
     return temp_token
 
 
+def _verification_mail(platform: Platform, email: str, code: str, link_token: str) -> EmailMessage:
+    minutes = platform.settings.signup_code_lifetime_s // 60
+    link = f"{platform.settings.base_url}/auth/email-verify?token={link_token}"
+    return compose(
+        platform.settings.mail_from,
+        email,
+        f"Your VoIPBIN verification code: {code}",
+        f"Confirm your email address by opening this link:\n{link}\n\n"
+        f"Or, signing up through the API, send this code with POST /auth/complete-signup together\n"
+        f"with your temp_token: {code}\n\n"
+        f"Both expire in {minutes} minutes. If you did not sign up, ignore this email.\n",
+    )
+
+
 async def complete(platform: Platform, temp_token: str, code: str) -> Completed:
+    """The headless path: the temp_token from ``start`` and the mailed code."""
     await _count_attempt(platform, temp_token, code)
-    settings = platform.settings
     async with platform.store.session() as session:
         pending = await session.get(Signup, temp_token)
     code_ok = pending is not None and await verify_secret(pending.code_hash, code)
     async with platform.store.transaction() as tx:
         signup = await tx.session.get(Signup, temp_token)
-        failure = _check(signup, code_ok, platform.clock.read())
-        if signup is not None and failure is None and await _email_taken_in(tx.session, signup.email):
-            failure = SignupError(400, "ALREADY_REGISTERED", "This email already has an account; log in instead.")
-        if failure is not None:
-            if failure.reason == "ALREADY_REGISTERED":
-                await tx.session.delete(signup)
-        else:
+        outcome = _check(signup, code_ok, platform.clock.read())
+        if outcome is None:
             assert signup is not None
-            customer, _admin = await create_customer(tx, Profile(**signup.profile), email_verified=True)
-            key, token = await create_accesskey(
-                tx, customer.id, "signup", "Created at signup", settings.accesskey_default_expire_s
-            )
-            if settings.sandbox:
-                await assign_virtual_number(tx, customer.id)
-            await tx.session.delete(signup)
-    if failure is not None:
-        raise failure
-    _background(_welcome(platform, customer))
-    return Completed(customer=customer, accesskey=key, token=token)
+            outcome = await _activate(platform, tx, signup)
+    return _finish(platform, outcome)
+
+
+async def verify_link(platform: Platform, link_token: str) -> Completed:
+    """The console's path: the token of the emailed verification link."""
+    invalid = AccountError(400, "INVALID_TOKEN", "This verification link is invalid, expired or already used; sign up again.")
+    async with platform.store.transaction() as tx:
+        signup = await tx.session.scalar(select(Signup).where(Signup.link_hash == recovery.hash_link_token(link_token)))
+        outcome: Activated | AccountError = invalid
+        if signup is not None and signup.tm_expire > platform.clock.read():
+            outcome = await _activate(platform, tx, signup)
+    return _finish(platform, outcome)
+
+
+@dataclass(frozen=True)
+class Activated:
+    completed: Completed
+    welcome: EmailMessage
+
+
+async def _activate(platform: Platform, tx: Tx, signup: Signup) -> Activated | AccountError:
+    """Turn a checked signup into a customer with an access key and a set-password link."""
+    await tx.session.delete(signup)  # used either way: a signup completes once
+    if await _email_taken_in(tx.session, signup.email):
+        return AccountError(400, "ALREADY_REGISTERED", ALREADY_REGISTERED)
+    settings = platform.settings
+    customer, admin = await create_customer(tx, Profile(**signup.profile), email_verified=True)
+    key, token = await create_accesskey(tx, customer.id, "signup", "Created at signup", settings.accesskey_default_expire_s)
+    if settings.sandbox:
+        await assign_virtual_number(tx, customer.id)
+    welcome = _welcome_mail(platform, customer, recovery.issue_link(tx, admin.id))
+    return Activated(Completed(customer=customer, accesskey=key, token=token), welcome)
+
+
+def _finish(platform: Platform, outcome: Activated | AccountError) -> Completed:
+    """After the commit: raise the failure, or send the welcome mail."""
+    if isinstance(outcome, AccountError):
+        raise outcome
+    send_later(platform.mailer, outcome.welcome)
+    return outcome.completed
 
 
 async def _count_attempt(platform: Platform, temp_token: str, code: str) -> None:
@@ -131,22 +157,22 @@ async def _count_attempt(platform: Platform, temp_token: str, code: str) -> None
         exists = counted.rowcount == 1 or await session.get(Signup, temp_token) is not None  # type: ignore[attr-defined]
     if not exists:
         await verify_secret("", code)  # as slow as a real check
-        raise SignupError(400, "INVALID_TEMP_TOKEN", "Unknown temp_token; start again with POST /auth/signup.")
+        raise AccountError(400, "INVALID_TEMP_TOKEN", "Unknown temp_token; start again with POST /auth/signup.")
     if counted.rowcount != 1:  # type: ignore[attr-defined]
-        raise SignupError(
+        raise AccountError(
             429,
             "TOO_MANY_ATTEMPTS",
             f"More than {limit} attempts on this temp_token; call POST /auth/signup again for a new code.",
         )
 
 
-def _check(signup: Signup | None, code_ok: bool, now: datetime) -> SignupError | None:
+def _check(signup: Signup | None, code_ok: bool, now: datetime) -> AccountError | None:
     if signup is None:
-        return SignupError(400, "INVALID_TEMP_TOKEN", "Unknown temp_token; start again with POST /auth/signup.")
+        return AccountError(400, "INVALID_TEMP_TOKEN", "Unknown temp_token; start again with POST /auth/signup.")
     if signup.tm_expire <= now:
-        return SignupError(400, "CODE_EXPIRED", "The code has expired; call POST /auth/signup again for a new one.")
+        return AccountError(400, "CODE_EXPIRED", "The code has expired; call POST /auth/signup again for a new one.")
     if not code_ok:
-        return SignupError(400, "INVALID_CODE", "The code is not correct; check the 6 digits in the email.")
+        return AccountError(400, "INVALID_CODE", "The code is not correct; check the 6 digits in the email.")
     return None
 
 
@@ -165,46 +191,26 @@ async def _email_taken_in(session: AsyncSession, email: str) -> bool:
     return bool(customers or agents)
 
 
-async def _notify_existing(platform: Platform, email: str) -> None:
-    await platform.mailer.send(
-        compose(
-            platform.settings.mail_from,
-            email,
-            "Someone tried to sign up with your email",
-            "A signup was started with this address, which already has a VoIPBIN account.\n"
-            "If it was you, log in with POST /auth/login instead. Otherwise, ignore this email.\n",
-        )
+def _existing_mail(platform: Platform, email: str) -> EmailMessage:
+    return compose(
+        platform.settings.mail_from,
+        email,
+        "Someone tried to sign up with your email",
+        "A signup was started with this address, which already has a VoIPBIN account.\n"
+        "If it was you, log in instead (or use 'Forgot password'). Otherwise, ignore this email.\n",
     )
 
 
-async def _welcome(platform: Platform, customer: Customer) -> None:
-    await platform.mailer.send(
-        compose(
-            platform.settings.mail_from,
-            customer.email,
-            "Welcome to VoIPBIN",
-            f"Your account is ready. Customer id: {customer.id}\n\n"
-            f"Your access key was returned by POST /auth/complete-signup; use it as ?accesskey=.\n"
-            f"To log in with a password, set one at {platform.settings.base_url}/console/.\n"
-            f"SIP phones register to {platform.settings.registrar_domain(customer.id)}.\n",
-        )
+def _welcome_mail(platform: Platform, customer: Customer, password_token: str) -> EmailMessage:
+    settings = platform.settings
+    return compose(
+        settings.mail_from,
+        customer.email,
+        "Welcome to VoIPBIN",
+        f"Your account is ready. Customer id: {customer.id}\n\n"
+        f"Set the password you will log in with ({customer.email}) here; the link works once, for 24 hours:\n"
+        f"{recovery.link_url(platform, password_token)}\n\n"
+        f"Your access key was returned at signup; use it as ?accesskey= with the API.\n"
+        f"The console is at {settings.base_url}/console/\n"
+        f"SIP phones register to {settings.registrar_domain(customer.id)}.\n",
     )
-
-
-_pending: set[asyncio.Task[None]] = set()
-
-
-def _background(coro) -> None:  # type: ignore[no-untyped-def]
-    """Run without making the caller wait; keep a reference so the task is not collected."""
-    if coro is None:
-        return
-    task = asyncio.create_task(_logged(coro))
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
-
-
-async def _logged(coro) -> None:  # type: ignore[no-untyped-def]
-    try:
-        await coro
-    except Exception:
-        log.exception("sending mail failed")

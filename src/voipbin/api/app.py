@@ -21,7 +21,9 @@ from voipbin.api import (
     flows,
     numbers,
     providers,
+    sandbox,
     speakings,
+    webhook_deliveries,
     ws,
 )
 from voipbin.runtime import Platform
@@ -58,7 +60,9 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     errors.install(app)
-    for module in (auth, accesskeys, customers, agents, extensions, numbers, calls, flows, speakings, providers, ws):
+    routers = (auth, accesskeys, customers, agents, extensions, numbers, calls, flows, speakings, providers,
+               webhook_deliveries, sandbox, ws)
+    for module in routers:
         app.include_router(module.router)
 
     @app.get("/ping", tags=["meta"], summary="Liveness check")

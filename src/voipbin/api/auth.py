@@ -1,19 +1,22 @@
-"""``/auth``: headless signup with an emailed code, and password login for a JWT."""
+"""``/auth``: signup (an emailed code for scripts, an emailed link for the console), password
+login for a JWT, and password set/reset links."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from voipbin.accounts import signup
+from voipbin.accounts import recovery, signup
 from voipbin.accounts.customers import Profile
+from voipbin.accounts.errors import AccountError
 from voipbin.api.accesskeys import created_view
 from voipbin.api.deps import PlatformDep
 from voipbin.api.errors import ApiError, unauthenticated
-from voipbin.api.schemas import AccesskeyCreated, LongText, ShortText, Strict, WebhookMethod
+from voipbin.api.schemas import AccesskeyCreated, CustomerOut, LongText, ShortText, Strict, WebhookMethod
 from voipbin.auth.passwords import verify_secret
 from voipbin.store.models import Agent, Customer
 
@@ -43,6 +46,27 @@ class CompleteSignupIn(Strict):
 class CompleteSignupOut(BaseModel):
     customer_id: str
     accesskey: AccesskeyCreated
+
+
+LinkToken = Annotated[str, Field(min_length=64, max_length=64, pattern="^[0-9a-fA-F]{64}$")]
+
+
+class EmailVerifyIn(Strict):
+    token: LinkToken
+
+
+class EmailVerifyOut(BaseModel):
+    customer: CustomerOut
+    accesskey: AccesskeyCreated
+
+
+class PasswordForgotIn(Strict):
+    username: Annotated[str, Field(min_length=1, max_length=320)]
+
+
+class PasswordResetIn(Strict):
+    token: LinkToken
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 class LoginIn(Strict):
@@ -78,9 +102,63 @@ async def post_signup(body: SignupIn, platform: PlatformDep) -> SignupOut:
 async def post_complete_signup(body: CompleteSignupIn, platform: PlatformDep) -> CompleteSignupOut:
     try:
         done = await signup.complete(platform, body.temp_token, body.code.strip())
-    except signup.SignupError as exc:
-        raise ApiError(exc.status_code, exc.reason, exc.message) from None
+    except AccountError as exc:
+        raise _api_error(exc) from None
     return CompleteSignupOut(customer_id=done.customer.id, accesskey=created_view(done.accesskey, done.token))
+
+
+@router.get("/email-verify", summary="The emailed verification link: opens the console, which confirms it")
+async def get_email_verify(token: Annotated[str, Query(max_length=64)] = "") -> RedirectResponse:
+    return RedirectResponse(f"/console/#/verify?token={_hex_only(token)}", status_code=302)
+
+
+@router.post(
+    "/email-verify",
+    response_model=EmailVerifyOut,
+    summary="Confirm a signup with its emailed link token",
+    responses={400: {"description": "Invalid, expired or used token"}},
+)
+async def post_email_verify(body: EmailVerifyIn, platform: PlatformDep) -> EmailVerifyOut:
+    try:
+        done = await signup.verify_link(platform, body.token)
+    except AccountError as exc:
+        raise _api_error(exc) from None
+    return EmailVerifyOut(
+        customer=CustomerOut.model_validate(done.customer), accesskey=created_view(done.accesskey, done.token)
+    )
+
+
+@router.post("/password-forgot", summary="Mail a password reset link (always 200)")
+async def post_password_forgot(body: PasswordForgotIn, platform: PlatformDep) -> dict[str, str]:
+    await recovery.forgot(platform, body.username)
+    return {}
+
+
+@router.get("/password-reset", summary="The emailed set-password link: opens the console's form")
+async def get_password_reset(token: Annotated[str, Query(max_length=64)] = "") -> RedirectResponse:
+    return RedirectResponse(f"/console/#/password-reset?token={_hex_only(token)}", status_code=302)
+
+
+@router.post(
+    "/password-reset",
+    summary="Set a password with an emailed link token",
+    responses={400: {"description": "Invalid, expired or used token, or a weak password"}},
+)
+async def post_password_reset(body: PasswordResetIn, platform: PlatformDep) -> dict[str, str]:
+    try:
+        await recovery.reset(platform, body.token, body.password)
+    except AccountError as exc:
+        raise _api_error(exc) from None
+    return {}
+
+
+def _api_error(exc: AccountError) -> ApiError:
+    return ApiError(exc.status_code, exc.reason, exc.message)
+
+
+def _hex_only(token: str) -> str:
+    """Keep the redirect a plain console URL whatever the query held."""
+    return "".join(ch for ch in token if ch in "0123456789abcdefABCDEF")
 
 
 @router.post("/login", response_model=LoginOut, summary="Log in with username and password for a 7-day JWT")

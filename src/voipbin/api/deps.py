@@ -121,6 +121,22 @@ async def current_principal(
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
+async def optional_principal(
+    request: Request,
+    platform: PlatformDep,
+    token: Annotated[str | None, Depends(_token_query)] = None,
+    accesskey: Annotated[str | None, Depends(_accesskey_query)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+) -> Principal | None:
+    """The caller when it names a credential (which must then be valid); None when it names none."""
+    if not (token or accesskey or bearer or request.cookies.get("token") or request.cookies.get("accesskey")):
+        return None
+    return await current_principal(request, platform, token, accesskey, bearer)
+
+
+OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]
+
+
 def _requiring(needed: Permission):  # type: ignore[no-untyped-def]
     async def dependency(principal: PrincipalDep) -> Principal:
         principal.require(needed)

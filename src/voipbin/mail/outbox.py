@@ -27,6 +27,23 @@ class Mailer(Protocol):
     async def send(self, message: EmailMessage) -> None: ...
 
 
+_sending: set[asyncio.Task[None]] = set()
+
+
+def send_later(mailer: Mailer, message: EmailMessage) -> None:
+    """Send without making the caller wait, so SMTP latency (or its absence) shows in no response."""
+    task = asyncio.create_task(_send_logged(mailer, message))
+    _sending.add(task)  # keep a reference so the task is not collected mid-send
+    task.add_done_callback(_sending.discard)
+
+
+async def _send_logged(mailer: Mailer, message: EmailMessage) -> None:
+    try:
+        await mailer.send(message)
+    except Exception:
+        log.exception("sending mail to %s failed", message["To"])
+
+
 def compose(sender: str, to: str, subject: str, text: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
@@ -90,12 +107,12 @@ class StoredMail:
     body: str
 
 
-def read_outbox(directory: Path) -> list[StoredMail]:
-    """Messages in a file outbox, newest first."""
+def read_outbox(directory: Path, limit: int = 200) -> list[StoredMail]:
+    """The newest ``limit`` messages of a file outbox, newest first (names start with a timestamp)."""
     if not directory.is_dir():
         return []
-    mails = [_read(path) for path in directory.glob("*.eml")]
-    return sorted(mails, key=lambda m: m.path.name, reverse=True)
+    newest = sorted(directory.glob("*.eml"), key=lambda path: path.name, reverse=True)[:limit]
+    return [_read(path) for path in newest]
 
 
 def _read(path: Path) -> StoredMail:
