@@ -39,6 +39,8 @@ class Settings:
     webhook_retry_base_s: float = 2.0
     webhook_retry_max_s: float = 300.0
     webhook_max_age_s: float = 24 * 3600.0
+    # "whisper" (falls back to pocketsphinx if it cannot load) or "pocketsphinx".
+    stt_engine: str = "whisper"
     sandbox: bool = True
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)

@@ -41,7 +41,7 @@ class Platform:
             ),
         )
         self.sip = SipService(settings, self.store)
-        self.speech = SpeechService(cache_dir=settings.data_dir / "tts-cache")
+        self.speech = SpeechService(cache_dir=settings.data_dir / "tts-cache", stt_engine=settings.stt_engine)
         self.calls = CallManager(self)
         self.sip.ua.on_incoming = self.calls.incoming
         self.store.before_commit.append(queue_deliveries)

