@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import uvicorn
@@ -54,7 +54,7 @@ def tls_names(settings: Settings) -> list[str]:
     return names
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+async def serve(settings: Settings, on_ready: Callable[[Platform], Awaitable[None]] | None = None) -> None:
     platform = Platform(settings)
     await platform.start()
     # Load the voices and the recogniser now, in the background, so the first call's first
@@ -78,8 +78,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             if any(task.done() for task in tasks):
                 raise SystemExit("a listener failed to start (is the port in use?)")
             await asyncio.sleep(0.05)
-        if ready is not None:
-            ready.set()
+        if on_ready is not None:
+            await on_ready(platform)
         await _until_stopped(stop, tasks)
     finally:
         for listener in listeners:

@@ -11,7 +11,7 @@ from voipbin.auth.passwords import hash_secret
 from voipbin.auth.permissions import Permission
 from voipbin.core.ids import new_id, token_hex
 from voipbin.runtime import Platform
-from voipbin.store.models import Agent, Extension
+from voipbin.store.models import Agent, Extension, Number
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +52,15 @@ async def ensure_sandbox_admin(platform: Platform) -> None:
                     )
                 )
     log.info("created %s (customer %s)", ADMIN_USERNAME, customer.id)
+
+
+async def demo_number(platform: Platform) -> str:
+    """The sandbox admin's demo number ("" without one): the source of the banner's first call."""
+    async with platform.store.session() as session:
+        return await session.scalar(
+            select(Number.number)
+            .join(Agent, Agent.customer_id == Number.customer_id)
+            .where(Agent.username == ADMIN_USERNAME, Number.tm_delete.is_(None))
+            .order_by(Number.tm_create)
+            .limit(1)
+        ) or ""

@@ -1,8 +1,9 @@
-"""The ``voipbin`` command: start, init, mail."""
+"""The ``voipbin`` command: start, init, doctor, mail."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +14,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from voipbin import __version__
-from voipbin.accounts.bootstrap import ADMIN_PASSWORD, ADMIN_USERNAME
+from voipbin.accounts.bootstrap import ADMIN_PASSWORD, ADMIN_USERNAME, demo_number
+from voipbin.cli.doctor import run_checks
 from voipbin.config import Settings, from_env
 from voipbin.core.tls import ensure_certificate
 from voipbin.mail.outbox import read_outbox
@@ -79,46 +81,86 @@ def start(
     )
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    async def run() -> None:
-        ready = asyncio.Event()
-        server = asyncio.create_task(serve(settings, ready))
-        waiter = asyncio.create_task(ready.wait())
-        await asyncio.wait([server, waiter], return_when=asyncio.FIRST_COMPLETED)
-        if ready.is_set():
-            _banner(settings)
-        waiter.cancel()
-        await server
+    status = console.status("Starting VoIPBIN: database, API, SIP and media…")
+    status.start()
+
+    async def announce(platform: Platform) -> None:
+        status.stop()
+        _banner(settings, await demo_number(platform))
 
     try:
-        asyncio.run(run())
+        asyncio.run(serve(settings, announce))
     except KeyboardInterrupt:
         pass
+    finally:
+        status.stop()
     console.print("[yellow]stopped[/]")
 
 
-def _banner(settings: Settings) -> None:
+def _banner(settings: Settings, number: str) -> None:
     where = endpoints(settings)
     table = Table.grid(padding=(0, 2))
-    table.add_row("API (HTTPS)", where.api)
+    table.add_row("Console", f"{where.api}/console/")
+    table.add_row("API (HTTPS)", f"{where.api}   docs: {where.docs}")
     table.add_row("API (HTTP, local tools)", where.http)
     table.add_row("Events WebSocket", where.websocket)
-    table.add_row("API docs", where.docs)
     table.add_row("SIP registrar", f"{where.sip}  (domain <customer-id>.registrar.{settings.domain})")
-    table.add_row("Demo extensions", "1000, 2000, 3000 (passwords pass1000, pass2000, pass3000)")
     table.add_row("Admin login", f"{ADMIN_USERNAME} / {ADMIN_PASSWORD}")
-    table.add_row("Mailbox", f"voipbin mail --data-dir {settings.data_dir}")
+    if settings.sandbox:
+        table.add_row("Demo extensions", "1000, 2000, 3000 (passwords pass1000, pass2000, pass3000)")
+        table.add_row("Demo number", number or "none")
+        table.add_row("Mailbox", f"{where.api}/console/#/mailbox  or  voipbin mail --data-dir {settings.data_dir}")
     table.add_row("Data", str(settings.data_dir.resolve()))
-    first = (
-        f"curl -k -X POST {where.api}/auth/login -H 'Content-Type: application/json' "
-        f"-d '{{\"username\": \"{ADMIN_USERNAME}\", \"password\": \"{ADMIN_PASSWORD}\"}}'"
-    )
     console.print(Panel(table, title=f"VoIPBIN {__version__} is running", subtitle="Ctrl-C to stop"))
-    console.print(f"First request:\n  {first}", soft_wrap=True)
+    console.print(f"Register a softphone as 1000 / pass1000, then place your first call:\n{_first_call(where.api, number)}",
+                  soft_wrap=True, highlight=False)
     if not settings.public_address:
         console.print(
             "[dim]Phones on other machines need an address they can reach: "
-            "restart with --public-address <this host's IP>.[/]"
+            "restart with --public-address <this host's IP>. `voipbin doctor` checks the setup.[/]"
         )
+
+
+def _first_call(api: str, number: str) -> str:
+    login = json.dumps({"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+    call = json.dumps({
+        "source": {"type": "tel", "target": number or "+15550000000"},
+        "destinations": [{"type": "extension", "target_name": "1000"}],
+        "actions": [{"type": "talk", "option": {"text": "Hello! This call comes from your own VoIPBIN.", "language": "en-US"}}],
+    })
+    return (
+        f"  TOKEN=$(curl -sk {api}/auth/login -H 'Content-Type: application/json' -d '{login}' "
+        "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"token\"])')\n"
+        f"  curl -sk -X POST \"{api}/v1.0/calls?token=$TOKEN\" -H 'Content-Type: application/json' -d '{call}'"
+    )
+
+
+@app.command()
+def doctor(
+    data_dir: DataDir = None,
+    host: Host = None,
+    api_port: ApiPort = None,
+    http_port: HttpPort = None,
+    sip_port: SipPort = None,
+    public_address: PublicAddress = None,
+    database_url: DatabaseUrl = None,
+    smtp_url: SmtpUrl = None,
+    speech: Annotated[bool, typer.Option("--speech/--no-speech", help="Also speak and recognise a sentence.")] = True,
+) -> None:
+    """Check ports, certificate, database, addresses, mail and speech engines; print a fix for each problem."""
+    settings = _settings(data_dir=data_dir, host=host, api_port=api_port, http_port=http_port, sip_port=sip_port,
+                         public_address=public_address, database_url=database_url, smtp_url=smtp_url)
+    with console.status("Checking…"):
+        findings = asyncio.run(run_checks(settings, speech=speech))
+    marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
+    table = Table("", "check", "result", "fix", box=None, pad_edge=False)
+    for finding in findings:
+        table.add_row(marks[finding.level], finding.check, finding.detail, finding.fix)
+    console.print(table)
+    failures = sum(f.level == "fail" for f in findings)
+    warnings = sum(f.level == "warn" for f in findings)
+    console.print(f"{failures} problem(s), {warnings} warning(s)" if failures or warnings else "[green]All good.[/]")
+    raise typer.Exit(1 if failures else 0)
 
 
 @app.command()

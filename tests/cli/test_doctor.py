@@ -1,0 +1,95 @@
+"""``voipbin doctor``: each problem it can see is reported with a fix, and a sound setup passes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_settings
+from tests.live import free_port
+from voipbin.cli.doctor import check_certificate, check_database, check_ports, check_public_address, check_speech, run_checks
+from voipbin.core.tls import ensure_certificate
+
+
+def loopback_settings(tmp_path: Path, **changes: object):  # type: ignore[no-untyped-def]
+    return make_settings(tmp_path, host="127.0.0.1", api_port=free_port(), http_port=free_port(), sip_port=free_port(),
+                         **changes)
+
+
+async def test_a_sound_setup_has_no_failures(tmp_path: Path) -> None:
+    findings = await run_checks(loopback_settings(tmp_path), speech=False)
+
+    assert [f for f in findings if f.level == "fail"] == []
+    assert {"data dir", "RTP ports", "TLS certificate", "database", "public address", "mail"} <= {f.check for f in findings}
+
+
+async def test_a_port_taken_by_another_program_is_a_failure_with_a_fix(tmp_path: Path) -> None:
+    settings = loopback_settings(tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.0.1", settings.sip_port))
+        findings = {f.check: f for f in await check_ports(settings)}
+
+    udp = findings[f"SIP over UDP port {settings.sip_port}"]
+    assert udp.level == "fail"
+    assert "another program" in udp.detail
+    assert f"'sport = :{settings.sip_port}'" in udp.fix and "--sip-port" in udp.fix
+    assert findings[f"API (HTTPS) port {settings.api_port}"].level == "ok"
+
+
+async def test_an_unreachable_database_is_a_failure(tmp_path: Path) -> None:
+    settings = loopback_settings(tmp_path, database_url=f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
+
+    [finding] = await check_database(settings)
+
+    assert finding.level == "fail"
+    assert "--database-url" in finding.fix
+    assert "nobody" not in finding.detail.split("@")[0]  # the user part of the URL is not repeated
+
+
+async def test_a_certificate_missing_the_public_address_is_a_warning(tmp_path: Path) -> None:
+    settings = loopback_settings(tmp_path)
+    ensure_certificate(settings.data_dir / "tls", ["localhost", "127.0.0.1"])
+
+    [finding] = await check_certificate(settings.replace(public_address="198.51.100.7"))
+
+    assert finding.level == "warn"
+    assert "198.51.100.7" in finding.detail
+    assert "delete" in finding.fix
+
+
+async def test_a_public_address_names_the_ports_to_forward(tmp_path: Path) -> None:
+    [finding] = await check_public_address(loopback_settings(tmp_path, public_address="198.51.100.7"))
+
+    assert finding.level == "ok"
+    assert "198.51.100.7" in finding.detail
+
+
+@pytest.mark.slow
+async def test_speech_engines_speak_and_hear_a_sentence(tmp_path: Path) -> None:
+    findings = {f.check: f for f in await check_speech(loopback_settings(tmp_path))}
+
+    assert {name: f.level for name, f in findings.items()} == {
+        "TTS espeak-ng": "ok", "TTS piper voice": "ok", "STT whisper": "ok"}
+    assert "tomorrow" in findings["STT whisper"].detail.lower()
+
+
+def test_the_command_exits_nonzero_on_a_failure(tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "voipbin.cli.main", "doctor", "--no-speech", "--host", "127.0.0.1",
+             "--data-dir", str(tmp_path), "--api-port", str(port), "--http-port", str(free_port()),
+             "--sip-port", str(free_port())],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "250"},
+        )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "in use by another program" in done.stdout
+    assert "1 problem(s)" in done.stdout
