@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -153,3 +154,17 @@ def wait_for(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyp
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+def test_the_banners_first_call_works_as_printed(server: RunningServer) -> None:
+    banner = server.log_path.read_text()
+    commands = banner.split("place your first call:\n", 1)[1].splitlines()[:2]
+
+    done = subprocess.run(["bash", "-c", "\n".join(commands)], capture_output=True, text=True, timeout=30)
+
+    placed = json.loads(done.stdout or "{}")
+    assert "groupcalls" in placed, done.stdout + done.stderr
+    demo_number = re.search(r"Demo number\s+(\+\d+)", banner)
+    assert demo_number, banner
+    assert placed["groupcalls"][0]["source"]["target"] == demo_number.group(1)
+    assert placed["groupcalls"][0]["destinations"][0]["target_name"] == "1000"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
@@ -54,13 +55,21 @@ async def ensure_sandbox_admin(platform: Platform) -> None:
     log.info("created %s (customer %s)", ADMIN_USERNAME, customer.id)
 
 
-async def demo_number(platform: Platform) -> str:
-    """The sandbox admin's demo number ("" without one): the source of the banner's first call."""
+@dataclass(frozen=True)
+class SandboxFacts:
+    """What the start banner tells a newcomer about the sandbox admin's account."""
+
+    customer_id: str
+    demo_number: str
+
+
+async def sandbox_facts(platform: Platform) -> SandboxFacts:
     async with platform.store.session() as session:
-        return await session.scalar(
+        customer_id = await session.scalar(select(Agent.customer_id).where(Agent.username == ADMIN_USERNAME)) or ""
+        number = await session.scalar(
             select(Number.number)
-            .join(Agent, Agent.customer_id == Number.customer_id)
-            .where(Agent.username == ADMIN_USERNAME, Number.tm_delete.is_(None))
+            .where(Number.customer_id == customer_id, Number.tm_delete.is_(None))
             .order_by(Number.tm_create)
             .limit(1)
-        ) or ""
+        )
+    return SandboxFacts(customer_id, number or "")

@@ -14,7 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from voipbin import __version__
-from voipbin.accounts.bootstrap import ADMIN_PASSWORD, ADMIN_USERNAME, demo_number
+from voipbin.accounts.bootstrap import ADMIN_PASSWORD, ADMIN_USERNAME, SandboxFacts, sandbox_facts
 from voipbin.cli.doctor import run_checks
 from voipbin.config import Settings, from_env
 from voipbin.core.tls import ensure_certificate
@@ -86,7 +86,7 @@ def start(
 
     async def announce(platform: Platform) -> None:
         status.stop()
-        _banner(settings, await demo_number(platform))
+        _banner(settings, await sandbox_facts(platform))
 
     try:
         asyncio.run(serve(settings, announce))
@@ -97,22 +97,23 @@ def start(
     console.print("[yellow]stopped[/]")
 
 
-def _banner(settings: Settings, number: str) -> None:
+def _banner(settings: Settings, facts: SandboxFacts) -> None:
     where = endpoints(settings)
     table = Table.grid(padding=(0, 2))
     table.add_row("Console", f"{where.api}/console/")
     table.add_row("API (HTTPS)", f"{where.api}   docs: {where.docs}")
     table.add_row("API (HTTP, local tools)", where.http)
     table.add_row("Events WebSocket", where.websocket)
-    table.add_row("SIP registrar", f"{where.sip}  (domain <customer-id>.registrar.{settings.domain})")
+    table.add_row("SIP registrar", f"{where.sip}  domain: <customer-id>.registrar.{settings.domain}")
     table.add_row("Admin login", f"{ADMIN_USERNAME} / {ADMIN_PASSWORD}")
     if settings.sandbox:
         table.add_row("Demo extensions", "1000, 2000, 3000 (passwords pass1000, pass2000, pass3000)")
-        table.add_row("Demo number", number or "none")
+        table.add_row("  their SIP domain", settings.registrar_domain(facts.customer_id))
+        table.add_row("Demo number", facts.demo_number or "none")
         table.add_row("Mailbox", f"{where.api}/console/#/mailbox  or  voipbin mail --data-dir {settings.data_dir}")
     table.add_row("Data", str(settings.data_dir.resolve()))
     console.print(Panel(table, title=f"VoIPBIN {__version__} is running", subtitle="Ctrl-C to stop"))
-    console.print(f"Register a softphone as 1000 / pass1000, then place your first call:\n{_first_call(where.api, number)}",
+    console.print(f"Register a softphone as 1000 / pass1000, then place your first call:\n{_first_call(where.api, facts.demo_number)}",
                   soft_wrap=True, highlight=False)
     if not settings.public_address:
         console.print(
