@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,6 +35,7 @@ from voipbin.sip.transactions import (
 log = logging.getLogger(__name__)
 
 MAX_UDP_DATAGRAM = 65535
+PORT_ATTEMPTS = 20
 
 
 @dataclass
@@ -114,13 +116,21 @@ class SipStack:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
-        )
-        if self.port == 0:
-            self.port = self._udp.get_extra_info("sockname")[1]
-        self._tcp_server = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+        """Listen on UDP and TCP on one port; with port 0, on one that is free for both."""
+        for attempt in range(PORT_ATTEMPTS):
+            loop = asyncio.get_running_loop()
+            self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), local_addr=(self.host, self.port))
+            port = self._udp.get_extra_info("sockname")[1]
+            try:
+                self._tcp_server = await asyncio.start_server(self._serve_tcp, self.host, port)
+            except OSError as error:
+                self._udp.close()
+                # The UDP port the system picked may be taken for TCP: pick again.
+                if self.port != 0 or error.errno != errno.EADDRINUSE or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                continue
+            self.port = port
+            return
 
     async def stop(self) -> None:
         if self._timer:
