@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backends import backend_changes
 from voipbin.api.app import create_app
 from voipbin.config import Settings
 from voipbin.mail.outbox import read_outbox
@@ -32,11 +33,18 @@ def make_settings(data_dir: Path, **changes: object) -> Settings:
 
 
 @pytest.fixture
-async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    platform = Platform(make_settings(tmp_path / "data"))
-    await platform.start()
-    yield platform
-    await platform.stop()
+def backend() -> str:
+    """The embedded default; tests/api and tests/events run on every backend (their conftest)."""
+    return "sqlite"
+
+
+@pytest.fixture
+async def platform(tmp_path: Path, backend: str) -> AsyncIterator[Platform]:
+    async with backend_changes(backend) as changes:
+        platform = Platform(make_settings(tmp_path / "data", **changes))
+        await platform.start()
+        yield platform
+        await platform.stop()
 
 
 @pytest.fixture

@@ -26,6 +26,10 @@ class Settings:
     public_address: str = ""
     domain: str = "voipbin.test"
     database_url: str = ""
+    # Scale-out: events, registrations and rate limits shared through Redis; several installs
+    # (or test runs) can share one Redis under different namespaces.
+    redis_url: str = ""
+    redis_namespace: str = "voipbin"
     smtp_url: str = ""
     mail_from: str = "VoIPBIN <no-reply@voipbin.test>"
     # Base URL people click in emails; derived from the HTTPS port when empty.
@@ -34,6 +38,10 @@ class Settings:
     accesskey_default_expire_s: int = 365 * 24 * 3600
     signup_code_lifetime_s: int = 15 * 60
     signup_max_attempts: int = 5
+    # Failed logins allowed per username, and per client address, in each window.
+    login_failure_limit: int = 10
+    login_failure_limit_per_address: int = 100
+    login_failure_window_s: int = 300
     max_body_bytes: int = 1 << 20
     webhook_timeout_s: float = 5.0
     webhook_retry_base_s: float = 2.0

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import timedelta
 
-from voipbin.auth.tokens import JwtSigner, load_or_create_secret
+from voipbin.auth.throttle import Throttle, make_throttle
+from voipbin.auth.tokens import JwtSigner
 from voipbin.calls.manager import CallManager
+from voipbin.calls.nodes import NodeRegistry
 from voipbin.config import Settings
 from voipbin.core.clock import Clock
 from voipbin.events.bus import EventBus, InProcessBus
@@ -15,6 +18,7 @@ from voipbin.mail.outbox import Mailer, make_mailer
 from voipbin.sip.service import SipService
 from voipbin.speech.service import SpeechService
 from voipbin.store.db import Store
+from voipbin.store.secrets import shared_secret
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +27,13 @@ class Platform:
     def __init__(self, settings: Settings, clock: Clock | None = None, bus: EventBus | None = None) -> None:
         self.settings = settings
         self.clock = clock or Clock()
-        self.bus: EventBus = bus or InProcessBus()
+        self.bus: EventBus = bus or _make_bus(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.db_url, self.bus, self.clock)
         self.mailer: Mailer = make_mailer(settings.smtp_url, settings.mail_dir)
-        self.jwt = JwtSigner(
-            load_or_create_secret(settings.data_dir / "jwt.key"), timedelta(seconds=settings.jwt_lifetime_s)
-        )
+        self.throttle: Throttle = make_throttle(settings.redis_url, settings.redis_namespace)
+        # Rekeyed with the install's shared secret in ``start``; nothing is signed before that.
+        self.jwt = JwtSigner(secrets.token_bytes(32), timedelta(seconds=settings.jwt_lifetime_s))
         self.webhooks = WebhookDispatcher(
             self.store,
             self.clock,
@@ -42,6 +46,7 @@ class Platform:
         )
         self.sip = SipService(settings, self.store)
         self.speech = SpeechService(cache_dir=settings.data_dir / "tts-cache", stt_engine=settings.stt_engine)
+        self.nodes = NodeRegistry(self.store, self.clock, self._end_calls_of)
         self.calls = CallManager(self)
         self.sip.ua.on_incoming = self.calls.incoming
         self.store.before_commit.append(queue_deliveries)
@@ -53,11 +58,15 @@ class Platform:
             return
         from voipbin.accounts.bootstrap import ensure_sandbox_admin
 
+        await self.bus.start()
         await self.store.migrate()
+        self.jwt.rekey(await shared_secret(self.store, "jwt", self.settings.data_dir / "jwt.key"))
         await ensure_sandbox_admin(self)
         await self.webhooks.start()
         await self.sip.start()
-        await self.calls.recover()
+        self.nodes.sip_address = f"{self.settings.advertised_address}:{self.sip.stack.port}"
+        # SQLite is one node's database: any other node recorded in it is a previous run of this one.
+        await self.nodes.start(alone=self.store.url.startswith("sqlite"))
         self.started = True
         log.info("platform started (database %s)", self.store.engine.url.render_as_string(hide_password=True))
 
@@ -66,8 +75,21 @@ class Platform:
             return
         self.started = False
         await self.calls.stop()
+        await self.nodes.stop()
         await self.sip.stop()
         await self.speech.stop()
         await self.webhooks.stop()
         await self.bus.close()
+        await self.throttle.close()
         await self.store.close()
+
+    async def _end_calls_of(self, node_ids: list[str]) -> None:
+        await self.calls.end_calls_of(node_ids)
+
+
+def _make_bus(settings: Settings) -> EventBus:
+    if settings.redis_url:
+        from voipbin.events.redis_bus import RedisBus
+
+        return RedisBus(settings.redis_url, settings.redis_namespace)
+    return InProcessBus()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from tests.conftest import ADMIN, Tenant, login, mailed_code
+from voipbin.mail.outbox import read_outbox
 from voipbin.runtime import Platform
 from voipbin.store.models import Accesskey, Signup
 
@@ -194,3 +196,28 @@ async def test_login_after_signup_needs_a_password_first(client: httpx.AsyncClie
 
 async def login_fails(client: httpx.AsyncClient, username: str, password: str) -> int:
     return (await client.post("/auth/login", json={"username": username, "password": password})).status_code
+
+
+async def test_login_guessing_is_throttled_per_username(client: httpx.AsyncClient, alice: Tenant, bob: Tenant) -> None:
+    wrong = {"username": alice.username, "password": "not-the-password"}
+    statuses = [(await client.post("/auth/login", json=wrong)).status_code for _ in range(10)]
+
+    right_too_late = await client.post("/auth/login", json={"username": alice.username, "password": "correct horse battery"})
+    unknown = [(await client.post("/auth/login", json={"username": "nobody@example.com", "password": "x"})).status_code
+               for _ in range(11)]
+
+    assert statuses == [401] * 10
+    assert right_too_late.status_code == 429
+    assert "wait 5 minutes" in right_too_late.json()["error"]["message"]
+    assert unknown == [401] * 10 + [429]  # the same for a name that has no account
+    await login(client, bob.username, "correct horse battery")  # others are not held back
+
+
+async def test_password_reset_mails_are_limited(client: httpx.AsyncClient, platform: Platform, alice: Tenant) -> None:
+    for _ in range(5):
+        assert (await client.post("/auth/password-forgot", json={"username": alice.username})).status_code == 200
+    await asyncio.sleep(0.3)
+
+    mails = [m for m in read_outbox(platform.settings.mail_dir) if m.to == alice.username]
+
+    assert len(mails) == 3

@@ -25,6 +25,7 @@ class RunningServer:
     data_dir: Path
     api_port: int
     http_port: int
+    sip_port: int
     log_path: Path
 
     @property
@@ -68,16 +69,16 @@ class RunningServer:
         return int(self.process.returncode)
 
 
-def start_server(data_dir: Path, *extra: str) -> RunningServer:
-    api_port, http_port = free_port(), free_port()
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> RunningServer:
+    api_port, http_port, sip_port = free_port(), free_port(), free_port()
     log_path = data_dir.parent / f"server-{api_port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "voipbin.cli.main", "start", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-        "--api-port", str(api_port), "--http-port", str(http_port), "--sip-port", str(free_port()), *extra,
+        "--api-port", str(api_port), "--http-port", str(http_port), "--sip-port", str(sip_port), *extra,
     ]
-    process = subprocess.Popen(command, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
-    server = RunningServer(process, data_dir, api_port, http_port, log_path)
+    process = subprocess.Popen(command, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    server = RunningServer(process, data_dir, api_port, http_port, sip_port, log_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -74,8 +74,8 @@ async def until(condition, timeout: float = 15.0) -> None:  # type: ignore[no-un
 
 
 @asynccontextmanager
-async def running(data_dir: Path) -> AsyncIterator[tuple[Platform, httpx.AsyncClient]]:
-    platform = Platform(make_settings(data_dir))
+async def running(data_dir: Path, changes: dict[str, str]) -> AsyncIterator[tuple[Platform, httpx.AsyncClient]]:
+    platform = Platform(make_settings(data_dir, **changes))
     await platform.start()
     try:
         transport = httpx.ASGITransport(app=create_app(platform))
@@ -102,9 +102,9 @@ def extension_events(receiver: Receiver) -> dict[str, str]:
     }
 
 
-async def test_events_arrive_signed(tmp_path: Path) -> None:
+async def test_events_arrive_signed(tmp_path: Path, backend_settings: dict[str, str]) -> None:
     receiver = Receiver(free_port())
-    async with running(tmp_path / "data") as (_platform, client):
+    async with running(tmp_path / "data", backend_settings) as (_platform, client):
         admin_token = (await client.post("/auth/login", json={"username": "admin@localhost", "password": "admin@localhost"})).json()["token"]
         alice = await new_tenant(client, Tenant("", "", admin_token, ""), "hooks@example.com")
         customer = (await client.put("/v1.0/customer", params=alice.auth, json={"webhook_uri": receiver.url})).json()
@@ -121,16 +121,16 @@ async def test_events_arrive_signed(tmp_path: Path) -> None:
     assert sorted(extension_events(receiver).values()) == sorted(ids)
 
 
-async def test_a_receiver_that_was_down_gets_everything_once_even_across_a_restart(tmp_path: Path) -> None:
+async def test_a_receiver_that_was_down_gets_everything_once_even_across_a_restart(tmp_path: Path, backend_settings: dict[str, str]) -> None:
     receiver = Receiver(free_port())
-    async with running(tmp_path / "data") as (_platform, client):
+    async with running(tmp_path / "data", backend_settings) as (_platform, client):
         admin_token = (await client.post("/auth/login", json={"username": "admin@localhost", "password": "admin@localhost"})).json()["token"]
         alice = await new_tenant(client, Tenant("", "", admin_token, ""), "down@example.com")
         await client.put("/v1.0/customer", params=alice.auth, json={"webhook_uri": receiver.url})
         before = await make_extensions(client, alice, 3)
         await asyncio.sleep(0.5)  # a few failed attempts against the closed port
 
-    async with running(tmp_path / "data") as (platform, client):
+    async with running(tmp_path / "data", backend_settings) as (platform, client):
         alice.token = (await client.post("/auth/login", json={"username": "down@example.com", "password": "correct horse battery"})).json()["token"]
         after = await make_extensions(client, alice, 2, first=10)
         with receiving(receiver):
@@ -145,9 +145,9 @@ async def test_a_receiver_that_was_down_gets_everything_once_even_across_a_resta
     assert max(attempts) > 1  # they were retried, not first delivered now
 
 
-async def test_4xx_is_final(tmp_path: Path) -> None:
+async def test_4xx_is_final(tmp_path: Path, backend_settings: dict[str, str]) -> None:
     receiver = Receiver(free_port(), status=410)
-    async with running(tmp_path / "data") as (platform, client):
+    async with running(tmp_path / "data", backend_settings) as (platform, client):
         admin_token = (await client.post("/auth/login", json={"username": "admin@localhost", "password": "admin@localhost"})).json()["token"]
         alice = await new_tenant(client, Tenant("", "", admin_token, ""), "gone@example.com")
         with receiving(receiver):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 import wave
 from collections.abc import AsyncIterator
@@ -311,7 +312,9 @@ async def test_recording_holds_both_directions(
             {"type": "recording_stop"},
         ],
     }
-    assert (await client.post("/v1.0/calls", params=alice.auth, json=body)).status_code == 200
+    placed = await client.post("/v1.0/calls", params=alice.auth, json=body)
+    assert placed.status_code == 200, placed.text
+    call_id = placed.json()["groupcalls"][0]["call_ids"][0]
     finished = None
     async with asyncio.timeout(30):
         async for event in events:
@@ -322,10 +325,15 @@ async def test_recording_holds_both_directions(
     await sipp.finish(uas)
 
     assert finished is not None and finished["status"] == "ended"
-    path = platform.settings.data_dir / "recordings" / alice.customer_id / finished["filenames"][0]
-    with wave.open(str(path)) as recording:
-        assert (recording.getnchannels(), recording.getframerate()) == (2, 8000)
-        frames = np.frombuffer(recording.readframes(recording.getnframes()), dtype="<i2").reshape(-1, 2)
+    recording = (await client.get(f"/v1.0/recordings/{finished['id']}", params=alice.auth)).json()
+    assert (recording["status"], recording["reference_id"], recording["format"]) == ("ended", call_id, "wav")
+    call = (await client.get(f"/v1.0/calls/{call_id}", params=alice.auth)).json()
+    assert call["recording_ids"] == [recording["id"]] and recording["activeflow_id"] == call["activeflow_id"]
+    download = await client.get(f"/v1.0/recordingfiles/{recording['id']}", params=alice.auth, follow_redirects=True)
+    assert download.status_code == 200 and download.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(download.content)) as audio:
+        assert (audio.getnchannels(), audio.getframerate()) == (2, 8000)
+        frames = np.frombuffer(audio.readframes(audio.getnframes()), dtype="<i2").reshape(-1, 2)
     phone_side, our_side = np.abs(frames[:, 0]).mean(), np.abs(frames[:, 1]).mean()
     assert our_side > 100 and phone_side > 100  # our speech, and its echo from the phone
 

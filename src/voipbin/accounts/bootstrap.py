@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from voipbin.accounts.customers import Profile, assign_virtual_number, create_customer
 from voipbin.auth.passwords import hash_secret
@@ -28,6 +29,14 @@ async def ensure_sandbox_admin(platform: Platform) -> None:
     if exists:
         return
     password_hash = await hash_secret(ADMIN_PASSWORD)
+    try:
+        customer_id = await _create_sandbox_admin(platform, password_hash)
+    except IntegrityError:  # another node of this install, starting at the same time, made it
+        return
+    log.info("created %s (customer %s)", ADMIN_USERNAME, customer_id)
+
+
+async def _create_sandbox_admin(platform: Platform, password_hash: str) -> str:
     async with platform.store.transaction() as tx:
         customer, _agent = await create_customer(
             tx,
@@ -52,7 +61,7 @@ async def ensure_sandbox_admin(platform: Platform) -> None:
                         tm_create=now,
                     )
                 )
-    log.info("created %s (customer %s)", ADMIN_USERNAME, customer.id)
+    return customer.id
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,13 @@ def link_url(platform: Platform, token: str) -> str:
     return f"{platform.settings.base_url}/auth/password-reset?token={token}"
 
 
+MAILS_PER_HOUR = 3
+
+
 async def forgot(platform: Platform, username: str) -> None:
     """Mail a reset link when the user exists; answer the same either way."""
+    if await platform.throttle.fail(f"forgot:{username.strip().lower()}", 3600) > MAILS_PER_HOUR:
+        return  # nobody's inbox gets flooded through us
     async with platform.store.transaction() as tx:
         agent = await tx.session.scalar(
             select(Agent)

@@ -21,6 +21,7 @@ from voipbin.api import (
     flows,
     numbers,
     providers,
+    recordings,
     sandbox,
     speakings,
     webhook_deliveries,
@@ -60,7 +61,7 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     errors.install(app)
-    routers = (auth, accesskeys, customers, agents, extensions, numbers, calls, flows, speakings, providers,
+    routers = (auth, accesskeys, customers, agents, extensions, numbers, calls, flows, recordings, speakings, providers,
                webhook_deliveries, sandbox, ws)
     for module in routers:
         app.include_router(module.router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -161,8 +161,23 @@ def _hex_only(token: str) -> str:
     return "".join(ch for ch in token if ch in "0123456789abcdefABCDEF")
 
 
-@router.post("/login", response_model=LoginOut, summary="Log in with username and password for a 7-day JWT")
-async def post_login(body: LoginIn, platform: PlatformDep, response: Response) -> LoginOut:
+@router.post(
+    "/login",
+    response_model=LoginOut,
+    summary="Log in with username and password for a 7-day JWT",
+    responses={401: {"description": "Wrong username or password"}, 429: {"description": "Too many failed logins"}},
+)
+async def post_login(body: LoginIn, platform: PlatformDep, request: Request, response: Response) -> LoginOut:
+    settings = platform.settings
+    username = body.username.strip().lower()
+    # The same limits for every name, known or not, so a 429 reveals no account either.
+    counters = [(f"login:{username}", settings.login_failure_limit),
+                (f"login-from:{request.client.host if request.client else ''}", settings.login_failure_limit_per_address)]
+    for key, limit in counters:
+        if await platform.throttle.failures(key) >= limit:
+            minutes = max(1, settings.login_failure_window_s // 60)
+            raise ApiError(429, "TOO_MANY_ATTEMPTS", f"Too many failed logins; wait {minutes} minutes, "
+                           "or set a new password with POST /auth/password-forgot.", {"Retry-After": str(settings.login_failure_window_s)})
     async with platform.store.session() as session:
         agent = await session.scalar(
             select(Agent)
@@ -172,7 +187,10 @@ async def post_login(body: LoginIn, platform: PlatformDep, response: Response) -
         )
     # Verified even for an unknown user, so timing does not reveal which usernames exist.
     if not await verify_secret(agent.password_hash if agent else "", body.password) or agent is None:
+        for key, _limit in counters:
+            await platform.throttle.fail(key, settings.login_failure_window_s)
         raise unauthenticated("Wrong username or password.")
+    await platform.throttle.clear(counters[0][0])
     token = platform.jwt.issue(agent.id, agent.customer_id, agent.username, agent.permission, platform.clock.read())
     response.set_cookie(
         "token", token, max_age=platform.settings.jwt_lifetime_s, httponly=True, secure=True, samesite="strict"

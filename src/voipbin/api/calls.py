@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
-from voipbin.api.errors import bad_request
+from voipbin.api.errors import bad_request, conflict
 from voipbin.api.schemas import AddressModel, CallOut, GroupcallOut, Page, Strict
 from voipbin.calls import records
 from voipbin.calls.addresses import CallRequestError
+from voipbin.calls.live import LiveCall
+from voipbin.calls.recording import RecordingError, RecordingOptions
 from voipbin.core.ids import is_uuid
 from voipbin.flows.actions import FlowError, parse_actions
 from voipbin.runtime import Platform
@@ -28,6 +30,17 @@ class CallIn(Strict):
     flow_id: Annotated[str, Field(max_length=36)] = ""
     anonymous: str = ""
     variables: dict[str, str] = {}
+
+
+RecordingSeconds = Annotated[int, Field(ge=0, le=86400, strict=True, description="Seconds; 0 for no limit.")]
+
+
+class RecordingStartIn(Strict):
+    format: Literal["wav"] = "wav"
+    end_of_silence: RecordingSeconds = 0
+    end_of_key: Literal["", "none", "any", "*", "#"] = ""
+    duration: RecordingSeconds = 0
+    on_end_flow_id: Annotated[str, Field(max_length=36, description="Kept with the recording; not run here.")] = ""
 
 
 class CallsCreated(BaseModel):
@@ -99,6 +112,47 @@ async def delete_call(call_id: str, platform: PlatformDep, who: StaffDep) -> Cal
         soft_delete(call, tx)
         records.announce(tx, call, "call_deleted")
     return CallOut.model_validate(call)
+
+
+async def _progressing(platform: Platform, call_id: str, customer_id: str) -> LiveCall:
+    async with platform.store.session() as session:
+        call = await get_owned(session, Call, call_id, customer_id, "call")
+    live = platform.calls.live.get(call.id)
+    if live is None or live.status.value != "progressing":
+        raise bad_request(f"Call {call.id} is {call.status}; only a call in progress can be recorded.", "CALL_STATE_INVALID")
+    return live
+
+
+async def _call_view(platform: Platform, call_id: str, customer_id: str) -> CallOut:
+    async with platform.store.session() as session:
+        return CallOut.model_validate(await get_owned(session, Call, call_id, customer_id, "call"))
+
+
+@router.post("/calls/{call_id}/recording_start", response_model=CallOut, summary="Start recording a call in progress")
+async def recording_start(
+    call_id: str, platform: PlatformDep, who: StaffDep, body: RecordingStartIn | None = None
+) -> CallOut:
+    """Records both directions to a stereo WAV (``GET /v1.0/recordings``); the call's ``recording_id`` names it."""
+    options = body or RecordingStartIn()
+    if options.on_end_flow_id and not is_uuid(options.on_end_flow_id):
+        raise bad_request("on_end_flow_id must be a flow's id (UUID).")
+    live = await _progressing(platform, call_id, who.customer_id)
+    try:
+        await live.start_recording(RecordingOptions(**options.model_dump()))
+    except RecordingError as error:
+        if error.reason == "RECORDING_ALREADY_ACTIVE":
+            raise conflict(error.message, error.reason) from None
+        raise bad_request(error.message, error.reason) from None
+    return await _call_view(platform, call_id, who.customer_id)
+
+
+@router.post("/calls/{call_id}/recording_stop", response_model=CallOut, summary="Stop recording a call")
+async def recording_stop(call_id: str, platform: PlatformDep, who: StaffDep) -> CallOut:
+    live = await _progressing(platform, call_id, who.customer_id)
+    if live.recording is None:
+        raise bad_request(f"Call {call_id} is not being recorded.", "RECORDING_NOT_ACTIVE")
+    await live.stop_recording()
+    return await _call_view(platform, call_id, who.customer_id)
 
 
 @router.get("/groupcalls", response_model=Page[GroupcallOut])

@@ -13,6 +13,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -99,6 +101,18 @@ def _describe(errors: list[dict[str, Any]]) -> tuple[str, str]:
     return reason, "; ".join(parts) + "."
 
 
+# SQLSTATEs of a database that is away, not of a faulty query: connection exceptions (08...), a
+# server shutting down, crashed or still starting (57P01-57P03), and no connection slot free (53300).
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def database_unreachable(exc: DBAPIError) -> bool:
+    """Whether a database error means the database is away for now (a retry may succeed)."""
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    return (exc.connection_invalidated or isinstance(exc, OperationalError) or isinstance(exc.orig, OSError)
+            or sqlstate.startswith(UNAVAILABLE_SQLSTATES))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -116,6 +130,25 @@ def install(app: FastAPI) -> None:
             exc.status_code, str(exc.detail)
         )
         return error_response(request, exc.status_code, reason, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(RedisError)
+    async def _redis_away(request: Request, exc: RedisError) -> JSONResponse:
+        log.warning("Redis unreachable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(request, 503, "SERVICE_UNAVAILABLE", "Redis is unreachable; retry in a few seconds.",
+                              {"Retry-After": "2"})
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not database_unreachable(exc):
+            return await _unexpected(request, exc)
+        return await _database_away(request, exc)
+
+    @app.exception_handler(OSError)
+    async def _database_away(request: Request, exc: Exception) -> JSONResponse:
+        # Reaching the database (or another backing service) failed: the request may be retried.
+        log.warning("backing service unreachable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(request, 503, "SERVICE_UNAVAILABLE", "The database is unreachable; retry in a few seconds.",
+                              {"Retry-After": "2"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

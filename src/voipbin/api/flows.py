@@ -10,6 +10,7 @@ from pydantic import Field
 from voipbin.api.calls import checked_actions
 from voipbin.api.crud import apply_update, emit_change, get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
+from voipbin.api.errors import conflict
 from voipbin.api.schemas import ActiveflowOut, FlowOut, LongText, Page, ShortText, Strict
 from voipbin.core.ids import new_id, token_hex
 from voipbin.store.models import Activeflow, Flow
@@ -87,5 +88,19 @@ async def list_activeflows(platform: PlatformDep, who: StaffDep, paging: PagingD
 
 @router.get("/activeflows/{activeflow_id}", response_model=ActiveflowOut, tags=["activeflows"])
 async def get_activeflow(activeflow_id: str, platform: PlatformDep, who: StaffDep) -> ActiveflowOut:
+    async with platform.store.session() as session:
+        return ActiveflowOut.model_validate(await get_owned(session, Activeflow, activeflow_id, who.customer_id, "activeflow"))
+
+
+@router.post(
+    "/activeflows/{activeflow_id}/stop", response_model=ActiveflowOut, tags=["activeflows"], summary="Stop a running flow"
+)
+async def stop_activeflow(activeflow_id: str, platform: PlatformDep, who: StaffDep) -> ActiveflowOut:
+    """Ends the flow at once (what it is playing is cut off); its call stays up, for the API to drive or hang up."""
+    async with platform.store.session() as session:
+        activeflow = await get_owned(session, Activeflow, activeflow_id, who.customer_id, "activeflow")
+    if activeflow.status == "ended":
+        raise conflict(f"Activeflow {activeflow.id} has already ended.", "ACTIVEFLOW_ALREADY_STOPPED")
+    await platform.calls.stop_activeflow(activeflow)
     async with platform.store.session() as session:
         return ActiveflowOut.model_validate(await get_owned(session, Activeflow, activeflow_id, who.customer_id, "activeflow"))

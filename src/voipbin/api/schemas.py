@@ -199,6 +199,21 @@ class ActiveflowOut(Owned):
     executed_actions: list[dict[str, Any]]
 
 
+class RecordingOut(Owned):
+    owner_type: str
+    owner_id: str
+    activeflow_id: str
+    reference_type: str
+    reference_id: str
+    status: str
+    format: str
+    recording_name: str
+    filenames: list[str]
+    on_end_flow_id: str
+    tm_start: Timestamp = None
+    tm_end: Timestamp = None
+
+
 class TranscribeOut(Owned):
     activeflow_id: str
     on_end_flow_id: str

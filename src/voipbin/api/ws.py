@@ -1,9 +1,12 @@
 """``/v1.0/ws``: events over a WebSocket, by topic subscription.
 
 Client frames: ``{"type": "subscribe"|"unsubscribe", "topics": [...]}`` and ``{"type": "ping"}``.
-Server frames: events (``type``, ``event_type``, ``timestamp``, ``topic``, ``data``), and
-``subscribed``/``unsubscribed``/``pong``/``error`` replies. A forbidden topic gets an error frame
-and the connection stays open (VoIPBIN closes it; an error is kinder to debug).
+Server frames: events (``type``, ``event_type``, ``timestamp``, ``topic``, ``data``, and a
+``cursor``), and ``subscribed``/``unsubscribed``/``pong``/``error`` replies. A forbidden topic gets
+an error frame and the connection stays open (VoIPBIN closes it; an error is kinder to debug).
+
+A client that reconnects subscribes with ``"since": <the last cursor it saw>`` and first receives,
+from the durable event log, what matched its topics meanwhile (up to ``MAX_REPLAY`` events).
 """
 
 from __future__ import annotations
@@ -12,24 +15,31 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 
 from voipbin.api.deps import Principal, authenticate
 from voipbin.api.errors import ApiError, envelope
 from voipbin.auth.permissions import ADMIN_OR_MANAGER
+from voipbin.core.ids import is_uuid
 from voipbin.events.bus import Subscription
 from voipbin.events.model import Event
 from voipbin.events.topics import matches, parse_scope
 from voipbin.runtime import Platform
+from voipbin.store.db import Store
+from voipbin.store.models import EventRecord
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["events"])
 
 MAX_TOPICS = 100
 MAX_FRAME_BYTES = 64 * 1024
+MAX_REPLAY = 10_000
+RECENTLY_SENT = 20_000  # event ids remembered to send nothing twice when replay meets live events
 
 
 def authorize_topic(principal: Principal, pattern: str) -> str | None:
@@ -51,11 +61,14 @@ def authorize_topic(principal: Principal, pattern: str) -> str | None:
 class EventStream:
     """One client's subscriptions, fed from the bus."""
 
-    def __init__(self, websocket: WebSocket, principal: Principal, subscription: Subscription) -> None:
+    def __init__(self, websocket: WebSocket, principal: Principal, subscription: Subscription, store: Store) -> None:
         self.websocket = websocket
         self.principal = principal
         self.subscription = subscription
+        self.store = store
         self.patterns: set[str] = set()
+        self._sending = asyncio.Lock()  # a replay goes out whole, before live events that follow it
+        self._sent: OrderedDict[str, None] = OrderedDict()
 
     def topic_for(self, event: Event) -> str | None:
         for topic in event.topics:
@@ -65,11 +78,32 @@ class EventStream:
 
     async def pump_events(self) -> None:
         async for event in self.subscription:
-            if event.customer_id != self.principal.customer_id and not self.principal.is_superadmin:
-                continue
-            topic = self.topic_for(event)
-            if topic is not None:
-                await self.websocket.send_text(json.dumps(event.frame(topic)))
+            async with self._sending:
+                await self._send_event(event)
+
+    async def _send_event(self, event: Event) -> None:
+        if event.customer_id != self.principal.customer_id and not self.principal.is_superadmin:
+            return
+        topic = self.topic_for(event)
+        if topic is None or event.id in self._sent:
+            return
+        self._sent[event.id] = None
+        if len(self._sent) > RECENTLY_SENT:
+            self._sent.popitem(last=False)
+        await self.websocket.send_text(json.dumps({**event.frame(topic), "cursor": event.id}))
+
+    async def replay(self, since: str) -> dict[str, Any] | None:
+        """Send what was logged after the event ``since``; an error frame if it is unknown."""
+        async with self._sending, self.store.session() as session:
+            after = await session.scalar(select(EventRecord.seq).where(EventRecord.id == since))
+            if after is None:
+                return _error("UNKNOWN_CURSOR", "since must be the cursor of an event this connection's account received.")
+            query = select(EventRecord).where(EventRecord.seq > after).order_by(EventRecord.seq).limit(MAX_REPLAY)
+            if not self.principal.is_superadmin:
+                query = query.where(EventRecord.customer_id == self.principal.customer_id)
+            for record in (await session.scalars(query)).all():
+                await self._send_event(_logged_event(record))
+        return None
 
     async def handle(self, raw: str) -> dict[str, Any]:
         try:
@@ -89,7 +123,13 @@ class EventStream:
         if kind == "unsubscribe":
             self.patterns.difference_update(topics)
             return {"type": "unsubscribed", "topics": topics}
-        return self._subscribe(topics)
+        since = message.get("since")
+        if since is not None and not (isinstance(since, str) and is_uuid(since)):
+            return _error("INVALID_CURSOR", "since must be the cursor of an event frame you received.")
+        reply = self._subscribe(topics)
+        if since and reply["type"] == "subscribed":
+            return await self.replay(since) or reply
+        return reply
 
     def _subscribe(self, topics: list[str]) -> dict[str, Any]:
         problems = [p for p in (authorize_topic(self.principal, t) for t in topics) if p]
@@ -99,6 +139,13 @@ class EventStream:
             return _error("TOO_MANY_TOPICS", f"At most {MAX_TOPICS} topics per connection.")
         self.patterns.update(topics)
         return {"type": "subscribed", "topics": topics}
+
+
+def _logged_event(record: EventRecord) -> Event:
+    return Event(
+        id=record.id, customer_id=record.customer_id, event_type=record.event_type,
+        topics=tuple(record.topics["topics"]), data=record.data, timestamp=record.tm_create, seq=record.seq,
+    )
 
 
 def _error(reason: str, message: str, status: int = 400) -> dict[str, Any]:
@@ -117,7 +164,7 @@ async def events_socket(websocket: WebSocket) -> None:
         await _deny(websocket, exc)
         return
     await websocket.accept()
-    stream = EventStream(websocket, principal, platform.bus.subscribe())
+    stream = EventStream(websocket, principal, platform.bus.subscribe(), platform.store)
     pump = asyncio.create_task(stream.pump_events())
     try:
         while True:

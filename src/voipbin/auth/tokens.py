@@ -7,7 +7,6 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import jwt
 
@@ -29,6 +28,10 @@ class JwtSigner:
     def __init__(self, secret: bytes, lifetime: timedelta) -> None:
         self._secret = secret
         self.lifetime = lifetime
+
+    def rekey(self, secret: bytes) -> None:
+        """Sign and verify with ``secret`` from now on (the install's shared one, once loaded)."""
+        self._secret = secret
 
     def issue(self, agent_id: str, customer_id: str, username: str, permission: int, now: datetime) -> str:
         expires = now + self.lifetime
@@ -61,17 +64,6 @@ class JwtSigner:
             )
         except (jwt.PyJWTError, KeyError, TypeError, ValueError):
             return None
-
-
-def load_or_create_secret(path: Path) -> bytes:
-    """The per-install signing secret, created on first use and readable only by its owner."""
-    if path.exists():
-        return bytes.fromhex(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_bytes(32)
-    path.touch(mode=0o600)
-    path.write_text(secret.hex())
-    return secret
 
 
 def new_accesskey_token() -> str:

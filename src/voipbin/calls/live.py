@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from voipbin.calls import records
+from voipbin.calls.recording import CallRecording, RecordingError, RecordingOptions
 from voipbin.media.endpoint import RtpEndpoint
 from voipbin.sip.ua import CallState, SipCall
-from voipbin.store.models import Call
+from voipbin.store.models import Call, Recording
 
 if TYPE_CHECKING:
     from voipbin.calls.manager import CallManager
@@ -46,6 +47,7 @@ class LiveCall:
         self.flow_id = row.flow_id
         self.runner: FlowRunner | None = None
         self.speakings: list[SpeakingSession] = []
+        self.recording: CallRecording | None = None
         # connect: the call whose flow dialled this one, and the legs this call's flow dialled.
         self.master: LiveCall | None = None
         self.children: list[LiveCall] = []
@@ -82,6 +84,25 @@ class LiveCall:
     async def hangup(self, reason: str = "normal") -> None:
         if self.sip is not None:
             await self.sip.hangup(reason)
+
+    async def start_recording(self, options: RecordingOptions) -> Recording:
+        """Record the call until stopped, a limit, or hangup; one recording at a time."""
+        endpoint = self.endpoint
+        if endpoint is None:
+            raise RecordingError(f"Call {self.id} has no media to record.", "CALL_STATE_INVALID")
+        if self.recording is not None:
+            raise RecordingError(f"Call {self.id} is already being recorded.", "RECORDING_ALREADY_ACTIVE")
+        recording = self.recording = CallRecording(self, options, self.runner.id if self.runner else "")
+        try:
+            await recording.start(endpoint)
+        except BaseException:
+            await recording.stop()
+            raise
+        return recording.row
+
+    async def stop_recording(self) -> None:
+        if self.recording is not None:
+            await self.recording.stop()
 
     async def _record(self, state: CallState, by: str, reason: str) -> None:
         if self.status is CallState.HANGUP:

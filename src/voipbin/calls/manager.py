@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from voipbin.calls import records
 from voipbin.calls.addresses import CallRequestError, Destination, check_source, resolve_destination
@@ -22,7 +22,7 @@ from voipbin.sip.location import Binding
 from voipbin.sip.message import Address, Request
 from voipbin.sip.ua import CallState, SipCall
 from voipbin.sip.uri import SipUri
-from voipbin.store.models import Call, Extension, Flow, Groupcall, Number
+from voipbin.store.models import Activeflow, Call, Extension, Flow, Groupcall, Number, Recording
 
 if TYPE_CHECKING:
     from voipbin.runtime import Platform
@@ -48,17 +48,37 @@ class CallManager:
         self._master: LiveCall | None = None  # set while placing a connect's legs
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def recover(self) -> None:
-        """Calls left live by a previous process cannot be: record them as ended."""
+    @property
+    def node_id(self) -> str:
+        return self.platform.nodes.id
+
+    async def end_calls_of(self, node_ids: list[str]) -> None:
+        """Calls of nodes that died cannot go on: record them as ended (failed)."""
+        async with self.store.session() as session:
+            stuck_ids = (await session.scalars(
+                select(Call.id).where(Call.status.in_(LIVE_STATES), Call.node_id.in_(node_ids))
+            )).all()
+            open_groups = await session.scalar(
+                select(func.count()).select_from(Groupcall).where(Groupcall.status != "hangup", Groupcall.node_id.in_(node_ids))
+            )
+        if not stuck_ids and not open_groups:
+            return  # the usual case, checked on every heartbeat: no write
         now = self.clock.now()
         async with self.store.transaction() as tx:
-            stuck = (await tx.session.scalars(select(Call).where(Call.status.in_(LIVE_STATES)))).all()
+            stuck = (await tx.session.scalars(select(Call).where(Call.id.in_(stuck_ids), Call.status.in_(LIVE_STATES)))).all()
             for call in stuck:
                 call.status, call.hangup_by, call.hangup_reason = "hangup", "local", "failed"
                 call.tm_hangup = call.tm_update = now
                 records.announce(tx, call, "call_hangup")
             await tx.session.execute(
-                update(Groupcall).where(Groupcall.status != "hangup").values(status="hangup", tm_update=now)
+                update(Groupcall)
+                .where(Groupcall.status != "hangup", Groupcall.node_id.in_(node_ids))
+                .values(status="hangup", tm_update=now)
+            )
+            await tx.session.execute(
+                update(Recording)
+                .where(Recording.status != "ended", Recording.reference_id.in_(stuck_ids))
+                .values(status="ended", tm_end=now, tm_update=now)
             )
 
     async def stop(self) -> None:
@@ -119,6 +139,7 @@ class CallManager:
             destination=destination,
             status="dialing",
             direction="outgoing",
+            node_id=self.node_id,
             tm_create=self.clock.now(),
         )
 
@@ -137,6 +158,7 @@ class CallManager:
             destinations=[target.address],
             ring_method="ring_all",
             answer_method="hangup_others",
+            node_id=self.node_id,
             tm_create=self.clock.now(),
         )
         destination = {**target.address, "target": extension.extension, "target_name": extension.name}
@@ -225,6 +247,7 @@ class CallManager:
             destination={**blank, **destination},
             status="ringing",
             direction="incoming",
+            node_id=self.node_id,
             tm_create=self.clock.now(),
         )
 
@@ -280,6 +303,7 @@ class CallManager:
         for speaking in live.speakings:
             self.speakings.pop(speaking.row.id, None)
             await speaking.stop()
+        await live.stop_recording()
         for child in live.children:  # legs connected to this call end with it
             self.spawn(child.hangup("normal"))
         if live.groupcall_id:
@@ -308,6 +332,24 @@ class CallManager:
         await live.hangup("normal")
         await asyncio.wait_for(live.ended.wait(), 15)
         return True
+
+    async def stop_recording(self, recording: Recording) -> None:
+        """End this recording if its call is still recording it here."""
+        live = self.live.get(recording.reference_id)
+        if live is not None and live.recording is not None and live.recording.row.id == recording.id:
+            await live.stop_recording()
+
+    async def stop_activeflow(self, activeflow: Activeflow) -> None:
+        """End a flow now (``POST /activeflows/{id}/stop``); its call stays up.
+
+        A flow running here is stopped by its runner; any other is only marked ended, which is
+        all VoIPBIN's flow-manager does (its call-manager then finds no next action to run).
+        """
+        live = self.live.get(activeflow.reference_id)
+        if live is not None and live.runner is not None and live.runner.id == activeflow.id:
+            await live.runner.stop()
+        else:
+            await records.change(self.store, Activeflow, activeflow.id, "activeflow_updated", status="ended", current_action={})
 
     def _caller_address(self, caller: dict[str, Any]) -> Address:
         user = caller.get("target") or "anonymous"

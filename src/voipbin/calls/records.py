@@ -8,6 +8,7 @@ from voipbin.api.schemas import (
     ActiveflowOut,
     CallOut,
     GroupcallOut,
+    RecordingOut,
     Resource,
     SpeakingOut,
     TranscribeOut,
@@ -15,7 +16,7 @@ from voipbin.api.schemas import (
 )
 from voipbin.events.topics import customer_topic
 from voipbin.store.db import Store, Tx
-from voipbin.store.models import Activeflow, Call, Groupcall, Speaking, Transcribe, Transcript
+from voipbin.store.models import Activeflow, Call, Groupcall, Recording, Speaking, Transcribe, Transcript
 
 VIEWS: dict[type[Any], tuple[str, type[Resource]]] = {
     Call: ("call", CallOut),
@@ -24,6 +25,7 @@ VIEWS: dict[type[Any], tuple[str, type[Resource]]] = {
     Transcribe: ("transcribe", TranscribeOut),
     Transcript: ("transcript", TranscriptOut),
     Speaking: ("speaking", SpeakingOut),
+    Recording: ("recording", RecordingOut),
 }
 
 

@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
-import wave
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import numpy as np
-import soxr
 
 from voipbin.calls import records
 from voipbin.calls.addresses import CallRequestError
+from voipbin.calls.recording import RecordingError, RecordingOptions
 from voipbin.calls.transcription import TranscribeSession
 from voipbin.core.ids import new_id
-from voipbin.events.topics import customer_topic
 from voipbin.flows import engine as fe
 from voipbin.flows.actions import parse_actions
+from voipbin.media.audiofile import decode_to_pcm8k
 from voipbin.media.endpoint import bridge
-from voipbin.media.recorder import WavRecorder
 from voipbin.sip.ua import CallState
 from voipbin.speech.stt import SttError
 from voipbin.speech.tts import TtsError
@@ -48,10 +43,25 @@ class FlowRunner:
         self._timers: list[asyncio.TimerHandle] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.transcribe: TranscribeSession | None = None
-        self.recording: tuple[str, WavRecorder] | None = None
+        self.ended = asyncio.Event()
+        self._stopped_from_api = False
 
     def post(self, event: fe.Event) -> None:
         self._events.put_nowait(event)
+
+    async def stop(self) -> None:
+        """End the flow now, leaving the call up for the API to drive (``POST /activeflows/{id}/stop``).
+
+        What the flow is playing is cut off. VoIPBIN's call-manager likewise keeps a call whose
+        activeflow was stopped: it finds no next action and does not hang up.
+        """
+        if self.ended.is_set():
+            return
+        self._stopped_from_api = True
+        if self.live.endpoint is not None:
+            self.live.endpoint.stop()
+        self.post(fe.StopRequested())
+        await asyncio.wait_for(self.ended.wait(), 10)
 
     async def run(self) -> None:
         clock = self.manager.clock
@@ -99,14 +109,16 @@ class FlowRunner:
             timer.cancel()
         for task in list(self._tasks):
             task.cancel()
-        if self.transcribe is not None:
-            await self.transcribe.stop()
-        await self._do_StopRecording()
-        snapshot = flow.snapshot()
-        await records.change(
-            self.manager.store, Activeflow, self.id, "activeflow_updated",
-            status="ended", current_action={}, executed_actions=snapshot["executed_actions"],
-        )
+        try:
+            if self.transcribe is not None:
+                await self.transcribe.stop()
+            snapshot = flow.snapshot()
+            await records.change(
+                self.manager.store, Activeflow, self.id, "activeflow_updated",
+                status="ended", current_action={}, executed_actions=snapshot["executed_actions"],
+            )
+        finally:
+            self.ended.set()
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -151,8 +163,8 @@ class FlowRunner:
 
     async def _fetch_and_play(self, command: fe.Play) -> None:
         try:
-            pcm = b"".join([await _fetch_wav_as_pcm8k(url) for url in command.urls])
-        except (httpx.HTTPError, ValueError, wave.Error, EOFError) as error:
+            pcm = b"".join([await _fetch_audio_as_pcm8k(url) for url in command.urls])
+        except (httpx.HTTPError, ValueError) as error:
             self.post(fe.CommandFailed(command.token, f"cannot play: {error}"))
             return
         endpoint = self.live.endpoint
@@ -192,7 +204,7 @@ class FlowRunner:
         self.manager.spawn(self.live.hangup(command.reason or "normal"))
 
     async def _do_FlowEnded(self, command: fe.FlowEnded) -> None:
-        if command.reason != fe.HUNG_UP:
+        if command.reason != fe.HUNG_UP and not self._stopped_from_api:
             # VoIPBIN hangs up a call whose flow has nothing more to do.
             self.manager.spawn(self.live.hangup("normal"))
 
@@ -213,37 +225,13 @@ class FlowRunner:
             await session.stop()
 
     async def _do_StartRecording(self, command: fe.StartRecording) -> None:
-        endpoint = self.live.endpoint
-        if endpoint is None or self.recording is not None:
-            return
-        recording_id = new_id()
-        path = self.manager.platform.settings.data_dir / "recordings" / self.live.customer_id / f"{recording_id}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        recorder = WavRecorder(path, "stereo")  # left: the phone, right: what the platform played
-        recorder.attach(endpoint)
-        self.recording = (recording_id, recorder)
-        await records.change(self.manager.store, Call, self.live.id, None, recording_id=recording_id)
-        await self._announce_recording(recording_id, "recording_started", "recording", path)
+        try:
+            await self.live.start_recording(RecordingOptions.from_action(command.options))
+        except RecordingError as error:
+            log.info("recording_start on call %s ignored: %s", self.live.id, error.message)
 
-    async def _do_StopRecording(self, command: fe.StopRecording | None = None) -> None:
-        if self.recording is None:
-            return
-        (recording_id, recorder), self.recording = self.recording, None
-        recorder.close()
-        await self._announce_recording(recording_id, "recording_finished", "ended", Path(recorder.path))
-
-    async def _announce_recording(self, recording_id: str, event_type: str, status: str, path: Path) -> None:
-        data = {
-            "id": recording_id,
-            "customer_id": self.live.customer_id,
-            "reference_type": "call",
-            "reference_id": self.live.id,
-            "status": status,
-            "format": "wav",
-            "filenames": [path.name],
-        }
-        async with self.manager.store.transaction() as tx:
-            tx.emit(self.live.customer_id, event_type, data, [customer_topic(self.live.customer_id, "recording", recording_id)])
+    async def _do_StopRecording(self, command: fe.StopRecording) -> None:
+        await self.live.stop_recording()
 
     async def _do_CollectDigits(self, command: fe.CollectDigits) -> None:
         return None  # digits always reach the flow (endpoint.on_dtmf); the engine decides when it is done
@@ -307,22 +295,19 @@ class FlowRunner:
         task.add_done_callback(self._tasks.discard)
 
 
-async def _fetch_wav_as_pcm8k(url: str) -> bytes:
-    """A WAV from a URL as 8 kHz 16-bit mono PCM."""
-    async with httpx.AsyncClient(timeout=10, follow_redirects=True) as client:
-        response = await client.get(url)
+async def _fetch_audio_as_pcm8k(url: str) -> bytes:
+    """An audio file (WAV, MP3, ...) from a URL as 8 kHz 16-bit mono PCM."""
+    data = bytearray()
+    async with httpx.AsyncClient(timeout=10, follow_redirects=True) as client, client.stream("GET", url) as response:
         response.raise_for_status()
-    if len(response.content) > MAX_PLAY_BYTES:
-        raise ValueError(f"{url} is larger than {MAX_PLAY_BYTES >> 20} MiB")
-    with wave.open(io.BytesIO(response.content)) as source:
-        if source.getsampwidth() != 2:
-            raise ValueError(f"{url}: only 16-bit PCM WAV files can be played")
-        samples = np.frombuffer(source.readframes(source.getnframes()), dtype="<i2")
-        channels, rate = source.getnchannels(), source.getframerate()
-    mono = samples.reshape(-1, channels).mean(axis=1) if channels > 1 else samples.astype(np.float64)
-    if rate != 8000:
-        mono = soxr.resample(mono, rate, 8000)
-    return np.clip(mono, -32768, 32767).astype("<i2").tobytes()
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) > MAX_PLAY_BYTES:  # stop downloading, rather than hold an endless stream
+                raise ValueError(f"{url} is larger than {MAX_PLAY_BYTES >> 20} MiB")
+    try:
+        return await asyncio.to_thread(decode_to_pcm8k, bytes(data), max_bytes=MAX_PLAY_BYTES)
+    except ValueError as error:
+        raise ValueError(f"{url}: {error}") from None
 
 
 async def _first_answered(legs: list[LiveCall]) -> LiveCall | None:

@@ -19,7 +19,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
+import redis.asyncio as aioredis
 from cryptography import x509
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from voipbin.config import Settings
@@ -42,7 +44,7 @@ Check = Callable[[Settings], Awaitable[list[Finding]]]
 
 async def run_checks(settings: Settings, *, speech: bool = True) -> list[Finding]:
     checks: list[Check] = [check_data_dir, check_ports, check_rtp_ports, check_certificate, check_database,
-                           check_public_address, check_smtp]
+                           check_redis, check_public_address, check_smtp]
     if speech:
         checks.append(check_speech)
     findings: list[Finding] = []
@@ -165,6 +167,20 @@ async def check_database(settings: Settings) -> list[Finding]:
     finally:
         await engine.dispose()
     return [Finding("database", "ok", f"{shown} reachable (migrations run at start)")]
+
+
+async def check_redis(settings: Settings) -> list[Finding]:
+    if not settings.redis_url:
+        return [Finding("redis", "ok", "not used: one node (events, registrations and limits in this process)")]
+    client = aioredis.from_url(settings.redis_url, socket_connect_timeout=3)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as error:
+        return [Finding("redis", "fail", f"cannot reach {settings.redis_url}: {error}",
+                        "check --redis-url and that Redis runs (redis-cli -u <url> ping)")]
+    finally:
+        await client.aclose()
+    return [Finding("redis", "ok", f"{settings.redis_url} reachable (namespace {settings.redis_namespace})")]
 
 
 async def check_public_address(settings: Settings) -> list[Finding]:

@@ -32,6 +32,7 @@ HttpPort = Annotated[int | None, typer.Option("--http-port", help="Plain HTTP po
 SipPort = Annotated[int | None, typer.Option("--sip-port", help="SIP UDP/TCP port. [env VOIPBIN_SIP_PORT; default 5060]")]
 PublicAddress = Annotated[str | None, typer.Option("--public-address", help="Address phones and carriers reach us at (behind NAT). [env VOIPBIN_PUBLIC_ADDRESS]")]
 DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL; default SQLite in the data dir. [env VOIPBIN_DATABASE_URL]")]
+RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="redis://host:6379/0 to share events, registrations and limits between nodes. [env VOIPBIN_REDIS_URL]")]
 SmtpUrl = Annotated[str | None, typer.Option("--smtp-url", help="smtp://user:pass@host:port; default keeps mail as .eml files. [env VOIPBIN_SMTP_URL]")]
 
 
@@ -66,6 +67,7 @@ def start(
     sip_port: SipPort = None,
     public_address: PublicAddress = None,
     database_url: DatabaseUrl = None,
+    redis_url: RedisUrl = None,
     smtp_url: SmtpUrl = None,
 ) -> None:
     """Run the whole platform in the foreground (Ctrl-C stops it)."""
@@ -77,6 +79,7 @@ def start(
         sip_port=sip_port,
         public_address=public_address,
         database_url=database_url,
+        redis_url=redis_url,
         smtp_url=smtp_url,
     )
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -145,12 +148,14 @@ def doctor(
     sip_port: SipPort = None,
     public_address: PublicAddress = None,
     database_url: DatabaseUrl = None,
+    redis_url: RedisUrl = None,
     smtp_url: SmtpUrl = None,
     speech: Annotated[bool, typer.Option("--speech/--no-speech", help="Also speak and recognise a sentence.")] = True,
 ) -> None:
     """Check ports, certificate, database, addresses, mail and speech engines; print a fix for each problem."""
     settings = _settings(data_dir=data_dir, host=host, api_port=api_port, http_port=http_port, sip_port=sip_port,
-                         public_address=public_address, database_url=database_url, smtp_url=smtp_url)
+                         public_address=public_address, database_url=database_url, redis_url=redis_url,
+                         smtp_url=smtp_url)
     with console.status("Checking…"):
         findings = asyncio.run(run_checks(settings, speech=speech))
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}

@@ -24,6 +24,8 @@ class Subscription(Protocol):
 
 
 class EventBus(Protocol):
+    async def start(self) -> None: ...
+
     async def publish(self, event: Event) -> None: ...
 
     def subscribe(self, max_pending: int = ...) -> Subscription: ...
@@ -58,7 +60,13 @@ class InProcessBus:
     def __init__(self) -> None:
         self._subscriptions: set[_QueueSubscription] = set()
 
+    async def start(self) -> None:
+        pass
+
     async def publish(self, event: Event) -> None:
+        self.deliver_locally(event)
+
+    def deliver_locally(self, event: Event) -> None:
         for subscription in list(self._subscriptions):
             subscription.offer(event)
 

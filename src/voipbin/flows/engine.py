@@ -77,7 +77,7 @@ MAX_IMMEDIATE_STEPS: Final = 1000
 FINISHED: Final = "finished"
 """Ran past its last action; the call layer hangs the call up with reason ``normal``, as VoIPBIN does."""
 STOPPED: Final = "stopped"
-"""A ``stop`` action or :class:`StopRequested`; the call layer hangs up as for FINISHED."""
+"""A ``stop`` action (the call layer hangs up as for FINISHED) or :class:`StopRequested` (it keeps the call)."""
 HUNG_UP: Final = "hangup"
 """A ``hangup`` action (or connect's ``relay_reason``); the :class:`Hangup` command precedes it."""
 LOOP_LIMIT: Final = "loop_limit"
@@ -308,7 +308,7 @@ class CommandFailed:
 
 @dataclass(frozen=True)
 class StopRequested:
-    """``POST /activeflows/{id}/stop``: end the flow as a ``stop`` action would."""
+    """``POST /activeflows/{id}/stop``: end the flow as a ``stop`` action would; the call stays up."""
 
 
 Event = (

@@ -191,6 +191,12 @@ class NonceManager:
         self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()  # nonce -> (issued, last nc)
         self._forgotten_upto = float("-inf")
 
+    def rekey(self, secret: bytes) -> None:
+        """Issue and verify with ``secret`` from now on (the install's shared one, once loaded)."""
+        if len(secret) < 16:
+            raise ValueError("secret must be at least 16 bytes")
+        self._secret = secret
+
     def _mac(self, payload: bytes, realm: str) -> bytes:
         return hmac.new(self._secret, payload + _bytes(realm), hashlib.sha256).digest()[:16]
 

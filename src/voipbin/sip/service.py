@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 
 from sqlalchemy import select
 
-from voipbin.auth.tokens import load_or_create_secret
 from voipbin.config import Settings
 from voipbin.media.endpoint import MediaEngine
 from voipbin.sip.digest import NonceManager, Result, parse_auth_header
@@ -17,10 +17,12 @@ from voipbin.sip.errors import ParseError
 from voipbin.sip.location import Binding, LocationService
 from voipbin.sip.message import Address, make_response
 from voipbin.sip.registrar import Account, Addressed, FailureThrottle, Registrar
+from voipbin.sip.shared_location import SharedLocation
 from voipbin.sip.stack import Incoming, SipStack
 from voipbin.sip.ua import ALLOW, SipCall, UserAgent
 from voipbin.store.db import Store
 from voipbin.store.models import Extension
+from voipbin.store.secrets import shared_secret
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +39,11 @@ class SipService:
         self.settings = settings
         self.store = store
         self.now = wall_clock
-        self.location = LocationService()
-        secret = load_or_create_secret(settings.data_dir / "sip.key")
+        self.location = _make_location(settings)
+        # Rekeyed with the install's shared secret in ``start``; nothing is issued before that.
+        self.nonces = NonceManager(secrets.token_bytes(32), lifetime=settings.sip_nonce_lifetime_s)
         self.registrar = Registrar(
-            NonceManager(secret, lifetime=settings.sip_nonce_lifetime_s),
+            self.nonces,
             self.location,
             settings.domain,
             FailureThrottle(settings.sip_auth_failure_limit, 60.0, 60.0),
@@ -56,6 +59,9 @@ class SipService:
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.nonces.rekey(await shared_secret(self.store, "sip_nonce", self.settings.data_dir / "sip.key"))
+        if isinstance(self.location, SharedLocation):
+            await self.location.start()
         await self.media.start()
         await self.stack.start()
         self._sweeper = asyncio.create_task(self._sweep_expired())
@@ -69,6 +75,8 @@ class SipService:
         await self.ua.close()
         await self.stack.stop()
         await self.media.stop()
+        if isinstance(self.location, SharedLocation):
+            await self.location.stop()
 
     async def call_extension(self, customer_id: str, extension: str, caller: Address) -> SipCall:
         """Ring every phone registered to the extension (ring-all)."""
@@ -177,3 +185,9 @@ class SipService:
             await asyncio.sleep(EXPIRY_SWEEP_S)
             for binding in self.location.expire(self.now()):
                 self._notify(binding.customer_id, binding.extension)
+
+
+def _make_location(settings: Settings) -> LocationService:
+    if settings.redis_url:
+        return SharedLocation(settings.redis_url, settings.redis_namespace)
+    return LocationService()

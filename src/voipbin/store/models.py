@@ -146,6 +146,28 @@ class Signup(Base):
     tm_create: Mapped[datetime]
 
 
+class PlatformSecret(Base):
+    """A secret every node of an install shares (JWT signing, SIP nonces), made by the first."""
+
+    __tablename__ = "platform_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    tm_create: Mapped[datetime]
+
+
+class Node(Base):
+    """A running process of this install; a node whose heartbeat stops is dead, and its calls end."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    role: Mapped[str] = mapped_column(String(8), default="all")
+    sip_address: Mapped[str] = mapped_column(String(255), default="")
+    tm_start: Mapped[datetime]
+    tm_heartbeat: Mapped[datetime] = mapped_column(index=True)
+
+
 class PasswordReset(Base):
     """An emailed link that sets an agent's password: welcome mail and "forgot password" alike."""
 
@@ -278,6 +300,8 @@ class Call(Timestamps, Base):
     tm_ringing: Mapped[datetime | None] = mapped_column(default=None)
     tm_progressing: Mapped[datetime | None] = mapped_column(default=None)
     tm_hangup: Mapped[datetime | None] = mapped_column(default=None)
+    # The node running the call; when it dies, another node ends the call (calls.nodes).
+    node_id: Mapped[str] = mapped_column(String(32), default="", index=True)
 
 
 class Groupcall(Timestamps, Base):
@@ -304,6 +328,7 @@ class Groupcall(Timestamps, Base):
     call_count: Mapped[int] = mapped_column(Integer, default=0)
     groupcall_count: Mapped[int] = mapped_column(Integer, default=0)
     dial_index: Mapped[int] = mapped_column(Integer, default=0)
+    node_id: Mapped[str] = mapped_column(String(32), default="", index=True)
 
 
 class Activeflow(Timestamps, Base):
@@ -317,6 +342,27 @@ class Activeflow(Timestamps, Base):
     reference_id: Mapped[str] = mapped_column(String(36), default="")
     current_action: Mapped[dict[str, Any]] = mapped_column(default=dict)
     executed_actions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class Recording(Timestamps, Base):
+    """A call recorded to one stereo WAV (left: what the far end sent, right: what it heard)."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    owner_type: Mapped[str] = mapped_column(String(16), default="")
+    owner_id: Mapped[str] = mapped_column(String(36), default="")
+    activeflow_id: Mapped[str] = mapped_column(String(36), default="")
+    reference_type: Mapped[str] = mapped_column(String(16), default="call")
+    reference_id: Mapped[str] = mapped_column(String(36), default="", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="initiating")
+    format: Mapped[str] = mapped_column(String(8), default="wav")
+    recording_name: Mapped[str] = mapped_column(String(255), default="")
+    filenames: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    on_end_flow_id: Mapped[str] = mapped_column(String(36), default="")
+    tm_start: Mapped[datetime | None] = mapped_column(default=None)
+    tm_end: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Transcribe(Timestamps, Base):

@@ -1,0 +1,122 @@
+"""The scale-out event bus: every node adds its events to one Redis stream and reads the others'
+from it, so each node's subscribers (WebSockets, caches) see every node's events. A node hands
+its own events to its subscribers at once, as the in-process bus does, so what a request changed
+is visible to its own node before the response goes out.
+
+A stream rather than pub/sub: a node that loses Redis for a while resumes reading after the last
+entry it saw and misses nothing that was added meanwhile. Events that could not be added while
+Redis was down wait in memory (bounded) and go out once it is back; they are in the database's
+durable log either way, and webhooks are queued there, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from voipbin.events.bus import InProcessBus
+from voipbin.events.model import Event
+
+log = logging.getLogger(__name__)
+
+STREAM_LENGTH = 100_000  # entries kept: minutes of history at any realistic event rate
+RETRY_S = 0.5
+MAX_UNSENT = 100_000
+
+
+class RedisBus(InProcessBus):
+    def __init__(self, url: str, namespace: str) -> None:
+        super().__init__()
+        self._redis = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._reader = aioredis.from_url(url, socket_connect_timeout=2)  # its own connection: XREAD blocks
+        self.stream = f"{namespace}:events"
+        self._unsent: deque[Event] = deque(maxlen=MAX_UNSENT)
+        self._last_id = "$"
+        self.node = secrets.token_hex(8)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        # Read from what the stream holds now: events published before this node started are
+        # the durable log's business, not the live bus's.
+        latest = await self._redis.xrevrange(self.stream, count=1)
+        self._last_id = latest[0][0].decode() if latest else "0-0"
+        self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._resend())]
+
+    async def publish(self, event: Event) -> None:
+        self.deliver_locally(event)
+        if self._unsent:  # keep order: nothing overtakes what is waiting
+            self._unsent.append(event)
+            return
+        try:
+            await self._add(event)
+        except (RedisError, OSError) as error:
+            log.warning("event bus: Redis unreachable (%s); holding events until it is back", error)
+            self._unsent.append(event)
+
+    async def _add(self, event: Event) -> None:
+        fields = {"event": _encode(event), "node": self.node}
+        await self._redis.xadd(self.stream, fields, maxlen=STREAM_LENGTH, approximate=True)
+
+    async def _resend(self) -> None:
+        while True:
+            await asyncio.sleep(RETRY_S)
+            try:
+                while self._unsent:
+                    await self._add(self._unsent[0])
+                    self._unsent.popleft()
+            except (RedisError, OSError):
+                continue
+
+    async def _pump(self) -> None:
+        while True:
+            try:
+                batches = await self._reader.xread({self.stream: self._last_id}, count=500, block=1000)
+            except (RedisError, OSError) as error:
+                log.warning("event bus: reading from Redis failed (%s); retrying", error)
+                await asyncio.sleep(RETRY_S)
+                continue
+            for _stream, entries in batches:
+                for entry_id, fields in entries:
+                    self._last_id = entry_id.decode()
+                    self._deliver(fields)
+
+    def _deliver(self, fields: dict[bytes, bytes]) -> None:
+        if fields.get(b"node") == self.node.encode():
+            return  # delivered when published
+        try:
+            event = _decode(fields[b"event"])
+        except (KeyError, ValueError, TypeError):
+            log.exception("event bus: skipping an unreadable stream entry")
+            return
+        self.deliver_locally(event)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await super().close()
+        await self._redis.aclose()
+        await self._reader.aclose()
+
+
+def _encode(event: Event) -> str:
+    return json.dumps({
+        "id": event.id, "customer_id": event.customer_id, "event_type": event.event_type,
+        "topics": list(event.topics), "data": event.data, "timestamp": event.timestamp.isoformat(), "seq": event.seq,
+    }, separators=(",", ":"))
+
+
+def _decode(raw: bytes) -> Event:
+    body: dict[str, Any] = json.loads(raw)
+    return Event(
+        id=body["id"], customer_id=body["customer_id"], event_type=body["event_type"], topics=tuple(body["topics"]),
+        data=body["data"], timestamp=datetime.fromisoformat(body["timestamp"]), seq=int(body.get("seq", 0)),
+    )
