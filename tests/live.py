@@ -26,9 +26,17 @@ def free_port() -> int:
 @contextmanager
 def live_server(data_dir: Path, **changes: object) -> Iterator[tuple[str, Settings]]:
     """Serve the app over plain HTTP on 127.0.0.1; yields its base URL and settings."""
-    settings = make_settings(data_dir, **changes)
+    with live_node(data_dir, **changes) as (base_url, platform):
+        yield base_url, platform.settings
+
+
+@contextmanager
+def live_node(data_dir: Path, **changes: object) -> Iterator[tuple[str, Platform]]:
+    """``live_server``, yielding the platform itself (its SIP port, its calls)."""
     port = free_port()
-    app = create_app(Platform(settings))
+    settings = make_settings(data_dir, **{"internal_url": f"http://127.0.0.1:{port}", **changes})
+    platform = Platform(settings)
+    app = create_app(platform)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="live-server", daemon=True)
     thread.start()
@@ -38,7 +46,7 @@ def live_server(data_dir: Path, **changes: object) -> Iterator[tuple[str, Settin
             raise RuntimeError("live server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}", settings
+        yield f"http://127.0.0.1:{port}", platform
     finally:
         server.should_exit = True
         thread.join(timeout=15)

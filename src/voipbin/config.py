@@ -30,6 +30,12 @@ class Settings:
     # (or test runs) can share one Redis under different namespaces.
     redis_url: str = ""
     redis_namespace: str = "voipbin"
+    # "all" (one node does everything), "api" (HTTP API, WebSocket, console; calls run on media
+    # nodes) or "media" (SIP, RTP and flows; also serves the API).
+    role: str = "all"
+    # Where other nodes reach this node's HTTP API (requests about its calls are forwarded there);
+    # derived from --public-address and --http-port when empty.
+    internal_url: str = ""
     smtp_url: str = ""
     mail_from: str = "VoIPBIN <no-reply@voipbin.test>"
     # Base URL people click in emails; derived from the HTTPS port when empty.
@@ -66,6 +72,14 @@ class Settings:
         if self.public_address:
             return self.public_address
         return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    @property
+    def node_url(self) -> str:
+        return self.internal_url or f"http://{self.advertised_address}:{self.http_port}"
+
+    @property
+    def takes_calls(self) -> bool:
+        return self.role in ("all", "media")
 
     @property
     def base_url(self) -> str:

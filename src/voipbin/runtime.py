@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 class Platform:
     def __init__(self, settings: Settings, clock: Clock | None = None, bus: EventBus | None = None) -> None:
+        _check_role(settings)
         self.settings = settings
         self.clock = clock or Clock()
         self.bus: EventBus = bus or _make_bus(settings)
@@ -46,7 +47,8 @@ class Platform:
         )
         self.sip = SipService(settings, self.store)
         self.speech = SpeechService(cache_dir=settings.data_dir / "tts-cache", stt_engine=settings.stt_engine)
-        self.nodes = NodeRegistry(self.store, self.clock, self._end_calls_of)
+        self.nodes = NodeRegistry(self.store, self.clock, self._end_calls_of, lambda: len(self.calls.live),
+                                  role=settings.role, api_url=settings.node_url)
         self.calls = CallManager(self)
         self.sip.ua.on_incoming = self.calls.incoming
         self.store.before_commit.append(queue_deliveries)
@@ -63,8 +65,11 @@ class Platform:
         self.jwt.rekey(await shared_secret(self.store, "jwt", self.settings.data_dir / "jwt.key"))
         await ensure_sandbox_admin(self)
         await self.webhooks.start()
-        await self.sip.start()
-        self.nodes.sip_address = f"{self.settings.advertised_address}:{self.sip.stack.port}"
+        if self.settings.takes_calls:
+            await self.sip.start()
+            self.nodes.sip_address = f"{self.settings.advertised_address}:{self.sip.stack.port}"
+        else:
+            await self.sip.start_replica()
         # SQLite is one node's database: any other node recorded in it is a previous run of this one.
         await self.nodes.start(alone=self.store.url.startswith("sqlite"))
         self.started = True
@@ -85,6 +90,13 @@ class Platform:
 
     async def _end_calls_of(self, node_ids: list[str]) -> None:
         await self.calls.end_calls_of(node_ids)
+
+
+def _check_role(settings: Settings) -> None:
+    if settings.role not in ("all", "api", "media"):
+        raise ValueError(f"--role must be all, api or media, not {settings.role!r}")
+    if settings.role != "all" and not (settings.redis_url and not settings.db_url.startswith("sqlite")):
+        raise ValueError(f"--role {settings.role} is for several nodes: give them --database-url (PostgreSQL) and --redis-url")
 
 
 def _make_bus(settings: Settings) -> EventBus:

@@ -59,7 +59,7 @@ async def serve(settings: Settings, on_ready: Callable[[Platform], Awaitable[Non
     await platform.start()
     # Load the voices and the recogniser now, in the background, so the first call's first
     # words are not spent waiting for model loads (tests leave this lazy to start fast).
-    preload = asyncio.create_task(platform.speech.start(preload=True))
+    preload = asyncio.create_task(platform.speech.start(preload=settings.takes_calls))
     app = create_app(platform)
     cert, key = ensure_certificate(settings.data_dir / "tls", tls_names(settings))
     common = {"lifespan": "off", "log_level": settings.log_level, "ws_ping_interval": 20.0, "ws_ping_timeout": 20.0}

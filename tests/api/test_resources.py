@@ -5,6 +5,9 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import Tenant
+from voipbin.core.ids import new_id
+from voipbin.runtime import Platform
+from voipbin.store.models import Transcribe
 
 SEED_EXTENSION = {
     "name": "quickstart-phone",
@@ -124,3 +127,26 @@ async def test_customer_webhook_settings(client: httpx.AsyncClient, alice: Tenan
     assert len(updated.json()["webhook_secret"]) == 64
     assert cleared.json()["webhook_uri"] == ""
     assert bad.status_code == 400
+
+
+async def test_transcribes_filter_by_call(client: httpx.AsyncClient, platform: Platform, alice: Tenant) -> None:
+    calls = [new_id(), new_id()]
+    async with platform.store.transaction() as tx:
+        for call_id in calls:
+            tx.session.add(Transcribe(id=new_id(), customer_id=alice.customer_id, reference_type="call",
+                                      reference_id=call_id, tm_create=tx.clock.now()))
+
+    one = (await client.get("/v1.0/transcribes", params={**alice.auth, "reference_id": calls[0]})).json()["result"]
+    both = (await client.get("/v1.0/transcribes", params={**alice.auth, "reference_type": "call"})).json()["result"]
+
+    assert [t["reference_id"] for t in one] == [calls[0]]
+    assert {t["reference_id"] for t in both} == set(calls)
+
+
+async def test_logout_forgets_the_login_cookie(client: httpx.AsyncClient) -> None:
+    await client.post("/auth/login", json={"username": "admin@localhost", "password": "admin@localhost"})
+    assert (await client.get("/v1.0/customer")).status_code == 200  # the cookie alone logs in
+
+    assert (await client.post("/auth/logout")).status_code == 200
+
+    assert (await client.get("/v1.0/customer")).status_code == 401

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 
-from voipbin import __version__
+from voipbin import __version__, console
 from voipbin.api import (
     accesskeys,
     agents,
@@ -65,6 +65,7 @@ def create_app(platform: Platform) -> FastAPI:
                webhook_deliveries, sandbox, ws)
     for module in routers:
         app.include_router(module.router)
+    app.include_router(console.router)  # the admin console at /console/
 
     @app.get("/ping", tags=["meta"], summary="Liveness check")
     async def ping() -> dict[str, str]:

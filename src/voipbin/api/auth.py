@@ -107,6 +107,12 @@ async def post_complete_signup(body: CompleteSignupIn, platform: PlatformDep) ->
     return CompleteSignupOut(customer_id=done.customer.id, accesskey=created_view(done.accesskey, done.token))
 
 
+@router.post("/logout", summary="Forget the login cookie (a JWT stays valid until it expires)")
+async def post_logout(response: Response) -> dict[str, str]:
+    response.delete_cookie("token", httponly=True, secure=True, samesite="strict")
+    return {}
+
+
 @router.get("/email-verify", summary="The emailed verification link: opens the console, which confirms it")
 async def get_email_verify(token: Annotated[str, Query(max_length=64)] = "") -> RedirectResponse:
     return RedirectResponse(f"/console/#/verify?token={_hex_only(token)}", status_code=302)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
+from voipbin.api import forwarding
 from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import bad_request, conflict
@@ -57,7 +58,9 @@ def checked_actions(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @router.post("/calls", response_model=CallsCreated, summary="Place calls; an extension destination makes a groupcall")
-async def create(body: CallIn, platform: PlatformDep, who: StaffDep) -> CallsCreated:
+async def create(body: CallIn, platform: PlatformDep, who: StaffDep, request: Request) -> CallsCreated | Response:
+    if (answer := await forwarding.to_media_node(request, platform)) is not None:
+        return answer
     if not body.actions and not body.flow_id:
         raise bad_request("Give the call something to do: 'actions' or a 'flow_id'.", "MISSING_REQUEST_PARAMETER")
     if body.flow_id and not is_uuid(body.flow_id):
@@ -100,12 +103,16 @@ async def _hangup(platform: Platform, call_id: str, customer_id: str) -> Call:
 
 
 @router.post("/calls/{call_id}/hangup", response_model=CallOut, summary="Hang up a call")
-async def hangup_call(call_id: str, platform: PlatformDep, who: StaffDep) -> CallOut:
+async def hangup_call(call_id: str, platform: PlatformDep, who: StaffDep, request: Request) -> CallOut | Response:
+    if (answer := await forwarding.to_call_node(request, platform, who.customer_id, call_id)) is not None:
+        return answer
     return CallOut.model_validate(await _hangup(platform, call_id, who.customer_id))
 
 
 @router.delete("/calls/{call_id}", response_model=CallOut, summary="Hang up (if live) and delete a call")
-async def delete_call(call_id: str, platform: PlatformDep, who: StaffDep) -> CallOut:
+async def delete_call(call_id: str, platform: PlatformDep, who: StaffDep, request: Request) -> CallOut | Response:
+    if (answer := await forwarding.to_call_node(request, platform, who.customer_id, call_id)) is not None:
+        return answer
     await _hangup(platform, call_id, who.customer_id)
     async with platform.store.transaction() as tx:
         call = await get_owned(tx.session, Call, call_id, who.customer_id, "call")
@@ -130,9 +137,11 @@ async def _call_view(platform: Platform, call_id: str, customer_id: str) -> Call
 
 @router.post("/calls/{call_id}/recording_start", response_model=CallOut, summary="Start recording a call in progress")
 async def recording_start(
-    call_id: str, platform: PlatformDep, who: StaffDep, body: RecordingStartIn | None = None
-) -> CallOut:
+    call_id: str, platform: PlatformDep, who: StaffDep, request: Request, body: RecordingStartIn | None = None
+) -> CallOut | Response:
     """Records both directions to a stereo WAV (``GET /v1.0/recordings``); the call's ``recording_id`` names it."""
+    if (answer := await forwarding.to_call_node(request, platform, who.customer_id, call_id)) is not None:
+        return answer
     options = body or RecordingStartIn()
     if options.on_end_flow_id and not is_uuid(options.on_end_flow_id):
         raise bad_request("on_end_flow_id must be a flow's id (UUID).")
@@ -147,7 +156,9 @@ async def recording_start(
 
 
 @router.post("/calls/{call_id}/recording_stop", response_model=CallOut, summary="Stop recording a call")
-async def recording_stop(call_id: str, platform: PlatformDep, who: StaffDep) -> CallOut:
+async def recording_stop(call_id: str, platform: PlatformDep, who: StaffDep, request: Request) -> CallOut | Response:
+    if (answer := await forwarding.to_call_node(request, platform, who.customer_id, call_id)) is not None:
+        return answer
     live = await _progressing(platform, call_id, who.customer_id)
     if live.recording is None:
         raise bad_request(f"Call {call_id} is not being recorded.", "RECORDING_NOT_ACTIVE")
@@ -167,9 +178,11 @@ async def get_groupcall(groupcall_id: str, platform: PlatformDep, who: StaffDep)
 
 
 @router.post("/groupcalls/{groupcall_id}/hangup", response_model=GroupcallOut, summary="Hang up every call of a groupcall")
-async def hangup_groupcall(groupcall_id: str, platform: PlatformDep, who: StaffDep) -> GroupcallOut:
+async def hangup_groupcall(groupcall_id: str, platform: PlatformDep, who: StaffDep, request: Request) -> GroupcallOut | Response:
     async with platform.store.session() as session:
         group = await get_owned(session, Groupcall, groupcall_id, who.customer_id, "groupcall")
+    if (answer := await forwarding.to_node(request, platform, group)) is not None:
+        return answer
     for call_id in group.call_ids:
         await platform.calls.hangup(call_id)
     async with platform.store.session() as session:

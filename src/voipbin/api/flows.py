@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
+from voipbin.api import forwarding
 from voipbin.api.calls import checked_actions
 from voipbin.api.crud import apply_update, emit_change, get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
@@ -95,10 +96,12 @@ async def get_activeflow(activeflow_id: str, platform: PlatformDep, who: StaffDe
 @router.post(
     "/activeflows/{activeflow_id}/stop", response_model=ActiveflowOut, tags=["activeflows"], summary="Stop a running flow"
 )
-async def stop_activeflow(activeflow_id: str, platform: PlatformDep, who: StaffDep) -> ActiveflowOut:
+async def stop_activeflow(activeflow_id: str, platform: PlatformDep, who: StaffDep, request: Request) -> ActiveflowOut | Response:
     """Ends the flow at once (what it is playing is cut off); its call stays up, for the API to drive or hang up."""
     async with platform.store.session() as session:
         activeflow = await get_owned(session, Activeflow, activeflow_id, who.customer_id, "activeflow")
+    if (answer := await forwarding.to_call_node(request, platform, who.customer_id, activeflow.reference_id)) is not None:
+        return answer
     if activeflow.status == "ended":
         raise conflict(f"Activeflow {activeflow.id} has already ended.", "ACTIVEFLOW_ALREADY_STOPPED")
     await platform.calls.stop_activeflow(activeflow)

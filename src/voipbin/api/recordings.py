@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
+from voipbin.api import forwarding
 from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import bad_request, not_found
@@ -34,9 +35,14 @@ async def get_recording(recording_id: str, platform: PlatformDep, who: StaffDep)
 
 
 @router.delete("/recordings/{recording_id}", response_model=RecordingOut, summary="Delete a recording and its file")
-async def delete_recording(recording_id: str, platform: PlatformDep, who: StaffDep) -> RecordingOut:
+async def delete_recording(recording_id: str, platform: PlatformDep, who: StaffDep, request: Request) -> RecordingOut | Response:
     """A recording still in progress is stopped first. VoIPBIN publishes no event for this."""
-    await platform.calls.stop_recording(await _recording(platform, recording_id, who.customer_id))
+    recording = await _recording(platform, recording_id, who.customer_id)
+    if recording.status != "ended":
+        answer = await forwarding.to_call_node(request, platform, who.customer_id, recording.reference_id)
+        if answer is not None:
+            return answer
+    await platform.calls.stop_recording(recording)
     async with platform.store.transaction() as tx:
         recording = await get_owned(tx.session, Recording, recording_id, who.customer_id, "recording")
         soft_delete(recording, tx)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from voipbin.api import forwarding
 from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import ApiError, bad_request
@@ -39,7 +40,9 @@ class SayIn(Strict):
 
 
 @router.post("/speakings", status_code=201, response_model=SpeakingOut, summary="Open a TTS stream on a live call")
-async def create(body: SpeakingIn, platform: PlatformDep, who: StaffDep) -> JSONResponse:
+async def create(body: SpeakingIn, platform: PlatformDep, who: StaffDep, request: Request) -> Response:
+    if (answer := await forwarding.to_call_node(request, platform, who.customer_id, body.reference_id)) is not None:
+        return answer
     live = platform.calls.live.get(body.reference_id) if is_uuid(body.reference_id) else None
     if live is None or live.customer_id != who.customer_id or live.status.value != "progressing":
         raise bad_request(
@@ -78,9 +81,16 @@ def _active_session(platform: Platform, row: Speaking) -> SpeakingSession:
     return session
 
 
+async def _on_its_node(request: Request, platform: Platform, row: Speaking) -> Response | None:
+    """The answer of the node running the speaking's call, when that is another node."""
+    return await forwarding.to_call_node(request, platform, row.customer_id, row.reference_id)
+
+
 @router.post("/speakings/{speaking_id}/say", response_model=SpeakingOut, summary="Queue text to speak")
-async def say(speaking_id: str, body: SayIn, platform: PlatformDep, who: StaffDep) -> SpeakingOut:
+async def say(speaking_id: str, body: SayIn, platform: PlatformDep, who: StaffDep, request: Request) -> SpeakingOut | Response:
     row = await _speaking(platform, speaking_id, who.customer_id)
+    if (answer := await _on_its_node(request, platform, row)) is not None:
+        return answer
     session = _active_session(platform, row)
     try:
         session.say(body.text)
@@ -90,22 +100,30 @@ async def say(speaking_id: str, body: SayIn, platform: PlatformDep, who: StaffDe
 
 
 @router.post("/speakings/{speaking_id}/flush", response_model=SpeakingOut, summary="Drop queued text")
-async def flush(speaking_id: str, platform: PlatformDep, who: StaffDep) -> SpeakingOut:
-    session = _active_session(platform, await _speaking(platform, speaking_id, who.customer_id))
+async def flush(speaking_id: str, platform: PlatformDep, who: StaffDep, request: Request) -> SpeakingOut | Response:
+    row = await _speaking(platform, speaking_id, who.customer_id)
+    if (answer := await _on_its_node(request, platform, row)) is not None:
+        return answer
+    session = _active_session(platform, row)
     session.flush()
     return SpeakingOut.model_validate(session.row)
 
 
 @router.post("/speakings/{speaking_id}/stop", response_model=SpeakingOut, summary="Stop the current speech now")
-async def stop(speaking_id: str, platform: PlatformDep, who: StaffDep) -> SpeakingOut:
-    session = _active_session(platform, await _speaking(platform, speaking_id, who.customer_id))
+async def stop(speaking_id: str, platform: PlatformDep, who: StaffDep, request: Request) -> SpeakingOut | Response:
+    row = await _speaking(platform, speaking_id, who.customer_id)
+    if (answer := await _on_its_node(request, platform, row)) is not None:
+        return answer
+    session = _active_session(platform, row)
     session.interrupt()
     return SpeakingOut.model_validate(session.row)
 
 
 @router.delete("/speakings/{speaking_id}", response_model=SpeakingOut)
-async def delete(speaking_id: str, platform: PlatformDep, who: StaffDep) -> SpeakingOut:
-    await _speaking(platform, speaking_id, who.customer_id)
+async def delete(speaking_id: str, platform: PlatformDep, who: StaffDep, request: Request) -> SpeakingOut | Response:
+    row = await _speaking(platform, speaking_id, who.customer_id)
+    if (answer := await _on_its_node(request, platform, row)) is not None:
+        return answer
     session = platform.calls.speakings.pop(speaking_id, None)
     if session is not None:
         await session.stop()
@@ -117,8 +135,17 @@ async def delete(speaking_id: str, platform: PlatformDep, who: StaffDep) -> Spea
 
 
 @router.get("/transcribes", response_model=Page[TranscribeOut])
-async def list_transcribes(platform: PlatformDep, who: StaffDep, paging: PagingDep) -> Page[TranscribeOut]:
-    return await list_view(platform, Transcribe, TranscribeOut, who.customer_id, paging)
+async def list_transcribes(
+    platform: PlatformDep,
+    who: StaffDep,
+    paging: PagingDep,
+    reference_type: Annotated[str, Query(max_length=16, description="Only these, e.g. call.")] = "",
+    reference_id: Annotated[str, Query(max_length=36, description="Only those of this call.")] = "",
+) -> Page[TranscribeOut]:
+    filters = [Transcribe.reference_type == reference_type] if reference_type else []
+    if reference_id:
+        filters.append(Transcribe.reference_id == reference_id)
+    return await list_view(platform, Transcribe, TranscribeOut, who.customer_id, paging, *filters)
 
 
 @router.get("/transcribes/{transcribe_id}", response_model=TranscribeOut)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
@@ -27,15 +27,20 @@ DEAD_AFTER_S = 10.0
 
 # Called with the ids of dead nodes; ends their calls.
 Reaper = Callable[[list[str]], Awaitable[None]]
+# How many calls this node runs now (reported with each heartbeat, to spread new calls).
+LiveCount = Callable[[], int]
 
 
 class NodeRegistry:
-    def __init__(self, store: Store, clock: Clock, reaper: Reaper, *, role: str = "all", sip_address: str = "") -> None:
+    def __init__(self, store: Store, clock: Clock, reaper: Reaper, live_count: LiveCount, *, role: str = "all",
+                 api_url: str = "") -> None:
         self.store = store
         self.clock = clock
         self.reaper = reaper
+        self.live_count = live_count
         self.role = role
-        self.sip_address = sip_address
+        self.api_url = api_url
+        self.sip_address = ""
         self.id = secrets.token_hex(8)
         self._task: asyncio.Task[None] | None = None
         # A node judges others only after its own heartbeats have gone through for DEAD_AFTER_S:
@@ -46,7 +51,7 @@ class NodeRegistry:
         """``alone``: this is the install's only node, so every other one recorded is dead."""
         now = self.clock.now()
         async with self.store.transaction() as tx:
-            tx.session.add(Node(id=self.id, role=self.role, sip_address=self.sip_address, tm_start=now, tm_heartbeat=now))
+            tx.session.add(self._row(now))
         await self.reap(everyone_else=alone)
         self._task = asyncio.create_task(self._beat())
 
@@ -61,6 +66,16 @@ class NodeRegistry:
         async with self.store.session() as session:
             limit = self.clock.now() - timedelta(seconds=DEAD_AFTER_S)
             return list((await session.scalars(select(Node).where(Node.tm_heartbeat >= limit))).all())
+
+    async def url_of(self, node_id: str) -> str | None:
+        """The API URL of another live node; None for this node, or one that is gone."""
+        if node_id in ("", self.id):
+            return None
+        return next((node.api_url for node in await self.alive() if node.id == node_id and node.api_url), None)
+
+    async def least_busy_media_node(self) -> Node | None:
+        takers = [node for node in await self.alive() if node.role in ("all", "media") and node.api_url]
+        return min(takers, key=lambda node: node.live_calls, default=None)
 
     async def reap(self, *, everyone_else: bool = False) -> list[str]:
         """End the calls of dead nodes (of every other node with ``everyone_else``)."""
@@ -92,7 +107,13 @@ class NodeRegistry:
     async def _heartbeat(self) -> None:
         async with self.store.transaction() as tx:
             now = tx.clock.now()
-            beat = await tx.session.execute(update(Node).where(Node.id == self.id).values(tm_heartbeat=now))
+            beat = await tx.session.execute(
+                update(Node).where(Node.id == self.id).values(tm_heartbeat=now, live_calls=self.live_count())
+            )
             if beat.rowcount == 0:  # type: ignore[attr-defined]
                 # Another node took this one for dead (a long pause); be known again.
-                tx.session.add(Node(id=self.id, role=self.role, sip_address=self.sip_address, tm_start=now, tm_heartbeat=now))
+                tx.session.add(self._row(now))
+
+    def _row(self, now: datetime) -> Node:
+        return Node(id=self.id, role=self.role, sip_address=self.sip_address, api_url=self.api_url,
+                    live_calls=self.live_count(), tm_start=now, tm_heartbeat=now)

@@ -33,6 +33,7 @@ SipPort = Annotated[int | None, typer.Option("--sip-port", help="SIP UDP/TCP por
 PublicAddress = Annotated[str | None, typer.Option("--public-address", help="Address phones and carriers reach us at (behind NAT). [env VOIPBIN_PUBLIC_ADDRESS]")]
 DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL; default SQLite in the data dir. [env VOIPBIN_DATABASE_URL]")]
 RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="redis://host:6379/0 to share events, registrations and limits between nodes. [env VOIPBIN_REDIS_URL]")]
+Role = Annotated[str | None, typer.Option("--role", help="all (default), api (API only; calls run on media nodes) or media. [env VOIPBIN_ROLE]")]
 SmtpUrl = Annotated[str | None, typer.Option("--smtp-url", help="smtp://user:pass@host:port; default keeps mail as .eml files. [env VOIPBIN_SMTP_URL]")]
 
 
@@ -68,6 +69,7 @@ def start(
     public_address: PublicAddress = None,
     database_url: DatabaseUrl = None,
     redis_url: RedisUrl = None,
+    role: Role = None,
     smtp_url: SmtpUrl = None,
 ) -> None:
     """Run the whole platform in the foreground (Ctrl-C stops it)."""
@@ -80,6 +82,7 @@ def start(
         public_address=public_address,
         database_url=database_url,
         redis_url=redis_url,
+        role=role,
         smtp_url=smtp_url,
     )
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -68,6 +68,11 @@ class SipService:
         self._watcher = asyncio.create_task(self._forget_changed_accounts())
         log.info("SIP on udp/tcp %s:%d", self.settings.host, self.stack.port)
 
+    async def start_replica(self) -> None:
+        """On a node that takes no calls: only follow the install's registrations (for the API)."""
+        if isinstance(self.location, SharedLocation):
+            await self.location.start()
+
     async def stop(self) -> None:
         for task in (self._sweeper, self._watcher):
             if task:

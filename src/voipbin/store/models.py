@@ -164,6 +164,8 @@ class Node(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     role: Mapped[str] = mapped_column(String(8), default="all")
     sip_address: Mapped[str] = mapped_column(String(255), default="")
+    api_url: Mapped[str] = mapped_column(String(255), default="")
+    live_calls: Mapped[int] = mapped_column(Integer, default=0)
     tm_start: Mapped[datetime]
     tm_heartbeat: Mapped[datetime] = mapped_column(index=True)
 

@@ -25,6 +25,8 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('role', sa.String(length=8), nullable=False),
     sa.Column('sip_address', sa.String(length=255), nullable=False),
+    sa.Column('api_url', sa.String(length=255), nullable=False),
+    sa.Column('live_calls', sa.Integer(), nullable=False),
     sa.Column('tm_start', sa.DateTime(), nullable=False),
     sa.Column('tm_heartbeat', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id')
