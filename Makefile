@@ -3,11 +3,13 @@
 # The whole suite, after installing what it needs (CI runs exactly this via .ci/run).
 test:
 	./scripts/bootstrap.sh --test
+	./scripts/services.sh
 	.venv/bin/python -m pytest -q
 
 # Everything but the end-to-end suites that start real servers and peers.
 test-fast:
 	./scripts/bootstrap.sh --test
+	./scripts/services.sh
 	.venv/bin/python -m pytest -q -m "not slow"
 
 bench:
