@@ -466,3 +466,43 @@ async def test_an_invite_claiming_one_of_our_phones_must_prove_it(platform: Plat
     )
     assert reply.startswith(b"SIP/2.0 407") and b"Proxy-Authenticate: Digest" in reply
     assert platform.sip.ua.calls == set()
+
+
+async def test_a_phone_dials_a_phone_number_out_through_the_provider(
+    platform: Platform, client: httpx.AsyncClient, admin: Tenant, alice: Tenant, tmp_path: Path
+) -> None:
+    """baresip dials 0015557654321: the platform challenges it, then bridges it to the carrier."""
+    carrier_port = free_port()
+    trunk = {"hostname": "127.0.0.1", "port": carrier_port, "name": "carrier", "tech_prefix": ""}
+    assert (await client.post("/v1.0/providers", params=admin.auth, json=trunk)).status_code == 200
+    carrier = await sipp.start_sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(carrier_port), "-m", "1",
+                                    "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo", "-trace_msg", cwd=tmp_path)
+    body = {"name": "desk", "detail": "baresip", "extension": "1002", "password": "desk-pass-2"}
+    assert (await client.post("/v1.0/extensions", params=alice.auth, json=body)).status_code == 200
+    caller_id = (await client.get("/v1.0/numbers", params=alice.auth)).json()["result"][-1]["number"]
+    domain = f"{alice.customer_id}.registrar.voipbin.test"
+    phone = Baresip.start(tmp_path / "baresip", user="1002", password="desk-pass-2", domain=domain,
+                          sip_port=platform.sip.stack.port, microphone=tone(tmp_path / "mic.wav", 600.0, 60.0))
+    try:
+        for _ in range(300):
+            if platform.sip.registrations(alice.customer_id, "1002"):
+                break
+            await asyncio.sleep(0.05)
+        phone.command("dial", f"sip:0015557654321@{domain}")
+        legs: list[dict[str, object]] = []
+        for _ in range(300):
+            calls = (await client.get("/v1.0/calls", params=alice.auth)).json()["result"]
+            legs = [c for c in calls if c["master_call_id"]]
+            if legs and legs[0]["status"] == "progressing":
+                break
+            await asyncio.sleep(0.05)
+        assert legs and legs[0]["status"] == "progressing", calls
+        assert legs[0]["destination"]["target"] == "+15557654321"
+        await asyncio.sleep(1.0)
+        phone.command("hangup")
+        assert (await sipp.finish(carrier, timeout=20)).ok
+    finally:
+        phone.stop()
+    messages = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_messages.log"))
+    assert f"INVITE sip:+15557654321@127.0.0.1:{carrier_port} SIP/2.0" in messages
+    assert f"From: <sip:{caller_id}@voipbin.test>" in messages  # the customer's number, not the extension

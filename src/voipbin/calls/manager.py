@@ -17,6 +17,7 @@ from voipbin.calls.live import LiveCall
 from voipbin.calls.runner import FlowRunner
 from voipbin.calls.speaking import SpeakingSession
 from voipbin.core.ids import new_id
+from voipbin.core.phone import is_e164
 from voipbin.flows.engine import CallHungUp
 from voipbin.sip.location import Binding
 from voipbin.sip.message import Address, Request
@@ -214,11 +215,13 @@ class CallManager:
     # -- incoming calls ---------------------------------------------------------------------------
 
     async def incoming(self, leg: SipCall, request: Request) -> None:
-        """A call to one of our numbers runs the number's call flow (VoIPBIN's inbound path);
-        one of our phones dialling another extension of its customer is connected to it."""
+        """A call to one of our numbers runs the number's call flow (VoIPBIN's inbound path).
+        One of our phones dialling another extension of its customer is connected to it; dialling
+        a phone number, it reaches that number's flow when it is ours, or goes out through the
+        trunk with its customer's first number as caller id."""
         dialed = unquote(request.sip_uri.user or "")
         if leg.identity is not None:
-            route = await self._extension_route(leg.identity, dialed)
+            route = await self._extension_route(leg.identity, dialed) or await self._phone_dials_number(leg.identity, dialed)
         else:
             route = await self._number_route(request.from_addr, dialed)
         if route is None:
@@ -282,6 +285,32 @@ class CallManager:
         destination = {"type": "extension", "target": target.extension, "target_name": target.name}
         # A built-in flow: ring the dialled extension's phones and bridge the first to answer.
         actions = [{"type": "connect", "option": {"destinations": [{"type": "extension", "target_name": target.name}]}}]
+        return self._incoming_call(customer_id, "", source, destination), actions
+
+    async def _phone_dials_number(self, identity: tuple[str, str], dialed: str) -> tuple[Call, list[dict[str, Any]]] | None:
+        number = dialed_number(dialed)
+        if number is None:
+            return None
+        customer_id, extension = identity
+        caller = Address(f"sip:{extension}@{self.platform.settings.domain}")
+        if (ours := await self._number_route(caller, number)) is not None:
+            call, actions = ours
+            if call.customer_id == customer_id:  # within one account the caller is its extension
+                call.source = {**call.source, "type": "extension", "target": extension}
+            return call, actions
+        async with self.store.session() as session:
+            caller_id = await session.scalar(
+                select(Number.number)
+                .where(Number.customer_id == customer_id, Number.tm_delete.is_(None))
+                .order_by(Number.tm_create)
+                .limit(1)
+            )
+        if caller_id is None:
+            return None  # no number to show the called party
+        source = {"type": "extension", "target": extension}
+        destination = {"type": "tel", "target": number}
+        actions = [{"type": "connect", "option": {"source": {"type": "tel", "target": caller_id},
+                                                  "destinations": [destination]}}]
         return self._incoming_call(customer_id, "", source, destination), actions
 
     # -- what live calls report ----------------------------------------------------------------
@@ -371,3 +400,13 @@ async def _resolve(host: str) -> str:
     """An IP for a trunk's host name (RTP and SIP sockets need addresses)."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_DGRAM)
     return str(infos[0][4][0])
+
+
+def dialed_number(dialed: str) -> str | None:
+    """What a phone dialled, as E.164 when it is a phone number: +CC…, 00CC… or 7+ plain digits."""
+    compact = "".join(ch for ch in dialed if ch not in " -.()")
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    elif compact.isdigit() and len(compact) >= 7:
+        compact = "+" + compact
+    return compact if is_e164(compact) else None
