@@ -47,9 +47,30 @@ fi
 
 stamp="$venv/.installed$extras"
 want="$(cat "$root/pyproject.toml" "$root/scripts/bootstrap.sh" | sha256sum | cut -c1-16)"
+pip_install() {
+    # pip's own output is pages long: show one line that follows its progress, and the log on failure.
+    local pip_log="$venv/pip-install.log" status=0
+    "$venv/bin/python" -m pip install --progress-bar off "$@" >"$pip_log" 2>&1 &
+    local pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        if [[ -t 2 ]]; then
+            printf '\r\033[K  %s' "$(grep -E '^(Collecting|Installing|Building)' "$pip_log" | tail -n 1 | cut -c1-70)" >&2
+        fi
+        sleep 0.5
+    done
+    wait "$pid" || status=$?
+    [[ -t 2 ]] && printf '\r\033[K' >&2
+    if ((status)); then
+        tail -n 30 "$pip_log" >&2
+        log "installing Python packages failed (full log: $pip_log)"
+        exit "$status"
+    fi
+}
+
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     log "installing Python packages (first run takes a minute)"
-    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$venv/bin/python" -m pip install -q -e "$root$extras"
+    pip_install --upgrade pip
+    pip_install -e "$root$extras"
     echo "$want" >"$stamp"
+    log "Python packages ready"
 fi
