@@ -180,10 +180,9 @@ async def test_stream_yields_first_sentence_before_the_rest(piper: PiperTts) -> 
         chunks.append(pcm)
     total = time.perf_counter() - began
     assert len(chunks) == len(split_sentences(PARAGRAPH)) == 3
-    assert arrivals[0] < total / 2
-    assert arrivals[0] < 0.6
+    assert arrivals[0] < total / 2  # the first sentence does not wait for the others
     audio = seconds(b"".join(chunks))
-    assert total < audio / 4  # far faster than real time
+    # How fast is bench/voice.py's business (say → speech on the wire); this only reports it.
     print(f"\npiper stream: first chunk {arrivals[0] * 1000:.0f} ms, all {total * 1000:.0f} ms "
           f"for {audio:.2f} s of audio (RTF {total / audio:.3f})")
 
