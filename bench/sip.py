@@ -162,7 +162,8 @@ def _pct(ordered: list[float], q: float) -> float:
 @contextmanager
 def platform_target(tmp: Path) -> Iterator[Target]:
     port = free_udp_port()
-    server = start_server(tmp / "voipbin-data", "--sip-port", str(port))
+    # One load generator stands for thousands of phones: lift the per-source REGISTER limit.
+    server = start_server(tmp / "voipbin-data", "--sip-port", str(port), env={"VOIPBIN_SIP_REGISTER_RATE": "1000000"})
     try:
         with httpx.Client(base_url=server.http_url, timeout=30) as client:
             login = client.post("/auth/login", json=ADMIN)

@@ -23,6 +23,9 @@ class Settings:
     sip_auth_failure_limit: int = 10
     sip_digest: str = "MD5"
     sip_nonce_lifetime_s: float = 300.0
+    # New calls (INVITE) and REGISTERs allowed per source address a second; floods beyond are dropped.
+    sip_invite_rate: float = 10.0
+    sip_register_rate: float = 200.0
     public_address: str = ""
     domain: str = "voipbin.test"
     database_url: str = ""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import string
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,11 +20,10 @@ from . import torture as t
 BOUNDED = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 VALID_SAMPLES = [t.WSINV, t.INTMETH, t.ESC01, t.LONGREQ, t.SEMIURI, t.UNREASON, t.NOREASON]
-SIP_BYTES = st.sampled_from(
-    [b"\r\n", b"\n", b" ", b"\t", b":", b";", b",", b"<", b">", b'"', b"\\", b"=", b"@", b"%",
-     b"/", b"?", b"0", b"9", b"\x00", b"\xff", b"\xc3", b"SIP/2.0", b"Via", b"Content-Length",
-     b"l: 99999999999", b"CSeq", b"[", b"]", b"*"]
-)
+SIP_TOKENS = [b"\r\n", b"\n", b" ", b"\t", b":", b";", b",", b"<", b">", b'"', b"\\", b"=", b"@", b"%",
+              b"/", b"?", b"0", b"9", b"\x00", b"\xff", b"\xc3", b"SIP/2.0", b"Via", b"Content-Length",
+              b"l: 99999999999", b"CSeq", b"[", b"]", b"*"]
+SIP_BYTES = st.sampled_from(SIP_TOKENS)
 
 
 def strictly_parse(data: bytes) -> None:
@@ -177,3 +178,22 @@ def test_framer_survives_garbage(chunks: list[bytes]) -> None:
     for chunk in chunks:
         for item in framer.feed(chunk):
             assert isinstance(item, Request | Response | ParseError)
+
+
+@pytest.mark.slow
+def test_a_long_fuzz_raises_only_parse_error() -> None:
+    """50,000 seeded mutations of valid messages (hypothesis above explores; this goes long)."""
+    rng = random.Random(20261125)
+    for _ in range(50_000):
+        buf = bytearray(rng.choice(VALID_SAMPLES))
+        for _ in range(rng.randint(1, 12)):
+            pos = rng.randrange(len(buf) + 1)
+            chunk = rng.choice(SIP_TOKENS) if rng.random() < 0.6 else rng.randbytes(rng.randint(1, 6))
+            op = rng.random()
+            if op < 0.4:
+                buf[pos:pos] = chunk
+            elif op < 0.7:
+                del buf[pos : pos + len(chunk)]
+            else:
+                buf[pos : pos + len(chunk)] = chunk
+        strictly_parse(bytes(buf))

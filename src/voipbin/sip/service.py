@@ -14,8 +14,9 @@ from voipbin.config import Settings
 from voipbin.media.endpoint import MediaEngine
 from voipbin.sip.digest import NonceManager, Result, parse_auth_header
 from voipbin.sip.errors import ParseError
-from voipbin.sip.location import Binding, LocationService
-from voipbin.sip.message import Address, make_response
+from voipbin.sip.flood import FloodLimiter
+from voipbin.sip.location import Binding, LocationService, Peer
+from voipbin.sip.message import Address, Request, make_response
 from voipbin.sip.registrar import Account, Addressed, FailureThrottle, Registrar
 from voipbin.sip.shared_location import SharedLocation
 from voipbin.sip.stack import Incoming, SipStack
@@ -53,6 +54,9 @@ class SipService:
         self.media = MediaEngine(settings.host, settings.rtp_port_first, settings.rtp_port_last)
         self.ua = UserAgent(self.stack, self.media, settings.advertised_address)
         self.stack.on_request = self._on_request
+        self.stack.admit = self._admit
+        self.invite_flood = FloodLimiter(settings.sip_invite_rate, burst=max(1.0, 2 * settings.sip_invite_rate))
+        self.register_flood = FloodLimiter(settings.sip_register_rate, burst=max(1.0, 2 * settings.sip_register_rate))
         self.registration_listeners: list[RegistrationListener] = []
         self._accounts: dict[tuple[str | None, str], tuple[float, Account | None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -91,6 +95,14 @@ class SipService:
 
     def registrations(self, customer_id: str, extension: str) -> list[Binding]:
         return self.location.lookup(customer_id, extension, self.now())
+
+    def _admit(self, request: Request, source: Peer) -> bool:
+        """Scanners flood with new calls and registrations; each source gets a fair rate."""
+        if request.method == "INVITE" and not request.to_addr.tag:
+            return self.invite_flood.allow(source[1], time.monotonic())
+        if request.method == "REGISTER":
+            return self.register_flood.allow(source[1], time.monotonic())
+        return True
 
     async def _on_request(self, incoming: Incoming) -> None:
         if incoming.request.method == "REGISTER":

@@ -93,6 +93,7 @@ class SipCounters:
     malformed: int = 0
     answered_400: int = 0
     sent: int = 0
+    dropped: int = 0
 
 
 class SipStack:
@@ -104,6 +105,8 @@ class SipStack:
         self.transactions = TransactionLayer()
         self.counters = SipCounters()
         self.on_request: RequestHandler | None = None
+        # Asked before a request starts a transaction; False drops it unanswered (floods).
+        self.admit: Callable[[Request, Peer], bool] | None = None
         self.on_ack: AckHandler | None = None
         self.on_stray_response: StrayResponseHandler | None = None
         self._udp: asyncio.DatagramTransport | None = None
@@ -203,6 +206,9 @@ class SipStack:
             if request.method != "ACK" and request.headers.get("Via"):
                 self.counters.answered_400 += 1
                 self._send(make_response(request, problem.status_code, problem.reason[:100]), source)
+            return
+        if self.admit is not None and not self.admit(request, source):
+            self.counters.dropped += 1
             return
         _stamp_received(request, source)
         self._run(self.transactions.receive_request(request, source, self._now(), reliable=source[0] != "udp"))
