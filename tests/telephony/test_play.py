@@ -1,4 +1,4 @@
-"""The play action: a flow fetches audio files over HTTP and the called phone hears them."""
+"""The play action: a flow plays audio files fetched over HTTP or uploaded as storage files, and the called phone hears them."""
 
 from __future__ import annotations
 
@@ -78,4 +78,49 @@ async def test_the_phone_hears_an_mp3_after_a_file_that_cannot_play(
     assert heard is not None
     loud = heard[abs(heard) > 1000]
     assert len(loud) >= 1.5 * 8000, len(loud)  # most of the 2 s tone, through G.711
+    assert dominant_frequency(heard) == pytest.approx(440.0, abs=5.0)
+
+
+async def test_the_phone_hears_an_uploaded_mp3_and_not_another_customers_file(
+    phone: tuple[Baresip, dict[str, str]],
+    client: httpx.AsyncClient,
+    platform: Platform,
+    alice: Tenant,
+    bob: Tenant,
+) -> None:
+    baresip, _ = phone
+    uploads = []
+    for tenant, frequency, seconds in ((bob, 1000.0, 1.0), (alice, 440.0, 2.0)):
+        tone_mp3 = encode_tone("mp3", "libmp3lame", seconds=seconds, frequency=frequency)
+        files = {"file": ("tone.mp3", tone_mp3, "audio/mpeg")}
+        uploaded = await client.post("/v1.0/storage_files", params=tenant.auth, files=files)
+        assert uploaded.status_code == 200, uploaded.text
+        uploads.append(uploaded.json()["uri_download"])
+    bobs_url, alices_url = uploads
+    assert alices_url.startswith("https://testserver/")  # no such host: the platform reads its own file from disk
+    source = (await client.get("/v1.0/numbers", params=alice.auth)).json()["result"][0]["number"]
+    body = {
+        "source": {"type": "tel", "target": source},
+        "destinations": [{"type": "extension", "target_name": "quickstart-phone"}],
+        "actions": [
+            {"type": "play", "option": {"stream_urls": [bobs_url]}},  # not alice's: fails, and the flow moves on
+            {"type": "play", "option": {"stream_urls": [alices_url]}},
+        ],
+    }
+
+    response = await client.post("/v1.0/calls", params=alice.auth, json=body)
+
+    assert response.status_code == 200, response.text
+    call_url = f"/v1.0/calls/{response.json()['groupcalls'][0]['call_ids'][0]}"
+    for _ in range(300):
+        call = (await client.get(call_url, params=alice.auth)).json()
+        if call["status"] == "hangup":
+            break
+        await asyncio.sleep(0.05)
+    assert call["status"] == "hangup" and call["hangup_reason"] == "normal", call
+    await until(lambda: baresip.heard() is not None, timeout=15)
+    heard = baresip.heard()
+    assert heard is not None
+    loud = heard[abs(heard) > 1000]
+    assert 1.5 * 8000 <= len(loud) <= 2.5 * 8000, len(loud)  # alice's 2 s tone, and not bob's 1 s one
     assert dominant_frequency(heard) == pytest.approx(440.0, abs=5.0)

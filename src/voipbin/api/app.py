@@ -24,6 +24,7 @@ from voipbin.api import (
     recordings,
     sandbox,
     speakings,
+    storage_files,
     webhook_deliveries,
     ws,
 )
@@ -62,7 +63,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.platform = platform
     errors.install(app)
     routers = (auth, accesskeys, customers, agents, extensions, numbers, calls, flows, recordings, speakings, providers,
-               webhook_deliveries, sandbox, ws)
+               storage_files, webhook_deliveries, sandbox, ws)
     for module in routers:
         app.include_router(module.router)
     app.include_router(console.router)  # the admin console at /console/

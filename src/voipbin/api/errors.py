@@ -113,6 +113,17 @@ def database_unreachable(exc: DBAPIError) -> bool:
             or sqlstate.startswith(UNAVAILABLE_SQLSTATES))
 
 
+def unavailable(exc: BaseException) -> ApiError | None:
+    """The 503 for an error that means a backing service is away for now; None for any other error.
+
+    For code that answers outside the exception handlers (WebSockets)."""
+    if isinstance(exc, RedisError):
+        return ApiError(503, "SERVICE_UNAVAILABLE", "Redis is unreachable; retry in a few seconds.", {"Retry-After": "2"})
+    if isinstance(exc, OSError) or (isinstance(exc, DBAPIError) and database_unreachable(exc)):
+        return ApiError(503, "SERVICE_UNAVAILABLE", "The database is unreachable; retry in a few seconds.", {"Retry-After": "2"})
+    return None
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -156,15 +167,25 @@ def install(app: FastAPI) -> None:
         return error_response(request, 500, "INTERNAL_ERROR", "Something went wrong on our side; it has been logged.")
 
 
+# Routes that take uploads, with their own body cap: (method, path) -> bytes. The storage file
+# cap is the audio file cap (voipbin.media.audiofile.MAX_BYTES, 20 MiB) plus room for the
+# multipart framing and form fields.
+UPLOAD_BODY_CAPS: dict[tuple[str, str], int] = {("POST", "/v1.0/storage_files"): (20 << 20) + (64 << 10)}
+
+
 class RequestContext:
     """ASGI middleware: a request id on every request, and a cap on request body size.
 
+    The cap is ``max_body_bytes``, except on the upload routes of ``upload_caps``.
     Written as plain ASGI (not BaseHTTPMiddleware) so WebSockets and streaming pass untouched.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, upload_caps: dict[tuple[str, str], int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.upload_caps = UPLOAD_BODY_CAPS if upload_caps is None else upload_caps
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -176,9 +197,10 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
 
+        cap = self.upload_caps.get((scope.get("method", ""), scope.get("path", "")), self.max_body_bytes)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            await self._too_large(send, rid)
+        if declared is not None and declared > cap:
+            await self._too_large(send, rid, cap)
             return
 
         # Read the whole (bounded) body before the app sees it, so an oversized one is refused
@@ -190,8 +212,8 @@ class RequestContext:
                 break
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_body_bytes:
-                await self._too_large(send, rid)
+            if size > cap:
+                await self._too_large(send, rid, cap)
                 return
             if not message.get("more_body", False):
                 break
@@ -212,9 +234,9 @@ class RequestContext:
 
         await self.app(scope, replay, send_with_id)
 
-    async def _too_large(self, send: Send, rid: str) -> None:
+    async def _too_large(self, send: Send, rid: str, cap: int) -> None:
         body = JSONResponse(
-            envelope(413, "REQUEST_TOO_LARGE", f"Request bodies are limited to {self.max_body_bytes} bytes.", rid),
+            envelope(413, "REQUEST_TOO_LARGE", f"Request bodies are limited to {cap} bytes.", rid),
             413,
             headers={"x-request-id": rid},
         )

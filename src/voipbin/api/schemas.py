@@ -214,6 +214,22 @@ class RecordingOut(Owned):
     tm_end: Timestamp = None
 
 
+class StorageFileOut(Owned):
+    """VoIPBIN's StorageManagerFile."""
+
+    owner_type: str
+    owner_id: str
+    reference_type: str
+    reference_id: str
+    type: str
+    name: str
+    detail: str
+    filename: str = Field(description="The uploaded file's name.")
+    filesize: int = Field(description="Its size in bytes.")
+    uri_download: str = Field(description="GET it (with your credential) for the file's bytes: /v1.0/storage_files/{id}/file.")
+    tm_download_expire: Timestamp = None
+
+
 class TranscribeOut(Owned):
     activeflow_id: str
     on_end_flow_id: str

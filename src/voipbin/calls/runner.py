@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from sqlalchemy import select
 
 from voipbin.calls import records
 from voipbin.calls.addresses import CallRequestError
@@ -22,7 +25,7 @@ from voipbin.media.endpoint import bridge
 from voipbin.sip.ua import CallState
 from voipbin.speech.stt import SttError
 from voipbin.speech.tts import TtsError
-from voipbin.store.models import Activeflow, Call
+from voipbin.store.models import Activeflow, Call, StorageFile
 
 if TYPE_CHECKING:
     from voipbin.calls.live import LiveCall
@@ -30,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_PLAY_BYTES = 20 << 20
+# A play URL that names an uploaded storage file (``uri_download``, on any host, or just its path):
+# the file is read from the data dir rather than fetched, so the URL needs no credential.
+STORAGE_FILE_URL = re.compile(r"^(?:https?://[^/?#]*)?/v1\.0/storage_files/([0-9a-fA-F-]{36})/file/?(?:[?#].*)?$")
 MEDIA_COMMANDS = (fe.Talk, fe.Play, fe.StartTranscribe, fe.StartRecording, fe.CollectDigits, fe.SendDigits, fe.StartTimer)
 
 
@@ -163,7 +169,7 @@ class FlowRunner:
 
     async def _fetch_and_play(self, command: fe.Play) -> None:
         try:
-            pcm = b"".join([await _fetch_audio_as_pcm8k(url) for url in command.urls])
+            pcm = b"".join([await _fetch_audio_as_pcm8k(url, self._read_storage_file) for url in command.urls])
         except (httpx.HTTPError, ValueError) as error:
             self.post(fe.CommandFailed(command.token, f"cannot play: {error}"))
             return
@@ -171,6 +177,24 @@ class FlowRunner:
         if endpoint is None:
             return
         await self._await_playback(endpoint.play(pcm), command.token)
+
+    async def _read_storage_file(self, file_id: str) -> bytes:
+        """The bytes of a storage file of the call's own customer (another's is refused like a missing one)."""
+        async with self.manager.store.session() as session:
+            row = await session.scalar(
+                select(StorageFile).where(
+                    StorageFile.id == file_id.lower(),
+                    StorageFile.customer_id == self.live.customer_id,
+                    StorageFile.tm_delete.is_(None),
+                )
+            )
+        if row is None:
+            raise ValueError(f"storage file {file_id} does not exist in this call's account")
+        path = storage_file_path(self.manager.platform.settings.data_dir, row.customer_id, row.id)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except OSError:
+            raise ValueError(f"storage file {file_id} has no content on this node") from None
 
     def _play(self, chunks: AsyncIterator[bytes], token: int) -> None:
         endpoint = self.live.endpoint
@@ -295,17 +319,30 @@ class FlowRunner:
         task.add_done_callback(self._tasks.discard)
 
 
-async def _fetch_audio_as_pcm8k(url: str) -> bytes:
-    """An audio file (WAV, MP3, ...) from a URL as 8 kHz 16-bit mono PCM."""
-    data = bytearray()
-    async with httpx.AsyncClient(timeout=10, follow_redirects=True) as client, client.stream("GET", url) as response:
-        response.raise_for_status()
-        async for chunk in response.aiter_bytes():
-            data += chunk
-            if len(data) > MAX_PLAY_BYTES:  # stop downloading, rather than hold an endless stream
-                raise ValueError(f"{url} is larger than {MAX_PLAY_BYTES >> 20} MiB")
+def storage_file_path(data_dir: Path, customer_id: str, file_id: str) -> Path:
+    """Where an uploaded storage file's bytes are kept (ids only: no name a client chose)."""
+    return data_dir / "storage" / customer_id / file_id
+
+
+async def _fetch_audio_as_pcm8k(url: str, read_storage_file: Callable[[str], Awaitable[bytes]] | None = None) -> bytes:
+    """An audio file (WAV, MP3, ...) from a URL as 8 kHz 16-bit mono PCM.
+
+    With ``read_storage_file``, a storage file URL is read through it instead of over HTTP.
+    """
+    storage_file = STORAGE_FILE_URL.match(url)
+    if storage_file is not None and read_storage_file is not None:
+        data = await read_storage_file(storage_file[1])
+    else:
+        buffer = bytearray()
+        async with httpx.AsyncClient(timeout=10, follow_redirects=True) as client, client.stream("GET", url) as response:
+            response.raise_for_status()
+            async for chunk in response.aiter_bytes():
+                buffer += chunk
+                if len(buffer) > MAX_PLAY_BYTES:  # stop downloading, rather than hold an endless stream
+                    raise ValueError(f"{url} is larger than {MAX_PLAY_BYTES >> 20} MiB")
+        data = bytes(buffer)
     try:
-        return await asyncio.to_thread(decode_to_pcm8k, bytes(data), max_bytes=MAX_PLAY_BYTES)
+        return await asyncio.to_thread(decode_to_pcm8k, data, max_bytes=MAX_PLAY_BYTES)
     except ValueError as error:
         raise ValueError(f"{url}: {error}") from None
 

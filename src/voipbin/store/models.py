@@ -427,3 +427,23 @@ class Provider(Timestamps, Base):
     tech_headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
     name: Mapped[str] = mapped_column(String(255), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class StorageFile(Timestamps, Base):
+    """A file a customer uploaded (``POST /v1.0/storage_files``); its bytes are kept in the data dir."""
+
+    __tablename__ = "storage_files"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    owner_type: Mapped[str] = mapped_column(String(16), default="")
+    owner_id: Mapped[str] = mapped_column(String(36), default="")
+    reference_type: Mapped[str] = mapped_column(String(16), default="")
+    reference_id: Mapped[str] = mapped_column(String(36), default="")
+    type: Mapped[str] = mapped_column(String(16), default="")
+    name: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    filesize: Mapped[int] = mapped_column(Integer, default=0)
+    uri_download: Mapped[str] = mapped_column(Text, default="")
+    tm_download_expire: Mapped[datetime | None] = mapped_column(default=None)
