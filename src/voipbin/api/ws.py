@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from voipbin.api.deps import Principal, authenticate
-from voipbin.api.errors import ApiError, envelope
+from voipbin.api.errors import ApiError, envelope, unavailable
 from voipbin.auth.permissions import ADMIN_OR_MANAGER
 from voipbin.core.ids import is_uuid
 from voipbin.events.bus import Subscription
@@ -163,12 +163,23 @@ async def events_socket(websocket: WebSocket) -> None:
     except ApiError as exc:
         await _deny(websocket, exc)
         return
+    except Exception as exc:  # the database away: a 503 the client may retry, not a 500
+        if (away := unavailable(exc)) is None:
+            raise
+        await _deny(websocket, away)
+        return
     await websocket.accept()
     stream = EventStream(websocket, principal, platform.bus.subscribe(), platform.store)
     pump = asyncio.create_task(stream.pump_events())
     try:
         while True:
-            reply = await stream.handle(await websocket.receive_text())
+            raw = await websocket.receive_text()
+            try:
+                reply = await stream.handle(raw)
+            except Exception as exc:  # a replay with the database away: an error frame, and the socket stays
+                if (away := unavailable(exc)) is None:
+                    raise
+                reply = _error(away.reason, away.message, away.status_code)
             await websocket.send_text(json.dumps(reply))
     except (WebSocketDisconnect, RuntimeError):
         pass
@@ -182,6 +193,6 @@ async def events_socket(websocket: WebSocket) -> None:
 async def _deny(websocket: WebSocket, exc: ApiError) -> None:
     body = envelope(exc.status_code, exc.reason, exc.message, "")
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(JSONResponse(body, exc.status_code))
+        await websocket.send_denial_response(JSONResponse(body, exc.status_code, headers=exc.headers))
     else:
-        await websocket.close(code=1008, reason=exc.message[:120])
+        await websocket.close(code=1013 if exc.status_code == 503 else 1008, reason=exc.message[:120])  # 1013: try again later

@@ -12,6 +12,7 @@ durable log either way, and webhooks are queued there, not here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -30,15 +31,20 @@ log = logging.getLogger(__name__)
 STREAM_LENGTH = 100_000  # entries kept: minutes of history at any realistic event rate
 RETRY_S = 0.5
 MAX_UNSENT = 100_000
+READ_BLOCK_MS = 1000
+CLOSE_FLUSH_S = 2.0
 
 
 class RedisBus(InProcessBus):
     def __init__(self, url: str, namespace: str) -> None:
         super().__init__()
         self._redis = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-        self._reader = aioredis.from_url(url, socket_connect_timeout=2)  # its own connection: XREAD blocks
+        # Its own connection, as XREAD blocks; the timeout outlasts the block, so a silently dead
+        # connection is noticed and replaced.
+        self._reader = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=READ_BLOCK_MS / 1000 + 10)
         self.stream = f"{namespace}:events"
         self._unsent: deque[Event] = deque(maxlen=MAX_UNSENT)
+        self._pending = asyncio.Event()
         self._last_id = "$"
         self.node = secrets.token_hex(8)
         self._tasks: list[asyncio.Task[None]] = []
@@ -48,37 +54,36 @@ class RedisBus(InProcessBus):
         # the durable log's business, not the live bus's.
         latest = await self._redis.xrevrange(self.stream, count=1)
         self._last_id = latest[0][0].decode() if latest else "0-0"
-        self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._resend())]
+        self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._send())]
 
     async def publish(self, event: Event) -> None:
+        """Local subscribers get it now; other nodes through Redis, sent in the background so that
+        no request waits on Redis (or hangs with it)."""
         self.deliver_locally(event)
-        if self._unsent:  # keep order: nothing overtakes what is waiting
-            self._unsent.append(event)
-            return
-        try:
-            await self._add(event)
-        except (RedisError, OSError) as error:
-            log.warning("event bus: Redis unreachable (%s); holding events until it is back", error)
-            self._unsent.append(event)
+        self._unsent.append(event)
+        self._pending.set()
 
     async def _add(self, event: Event) -> None:
         fields = {"event": _encode(event), "node": self.node}
         await self._redis.xadd(self.stream, fields, maxlen=STREAM_LENGTH, approximate=True)
 
-    async def _resend(self) -> None:
+    async def _send(self) -> None:
         while True:
-            await asyncio.sleep(RETRY_S)
+            await self._pending.wait()
+            self._pending.clear()
             try:
-                while self._unsent:
+                while self._unsent:  # in order: the oldest first, removed once Redis has it
                     await self._add(self._unsent[0])
                     self._unsent.popleft()
-            except (RedisError, OSError):
-                continue
+            except (RedisError, OSError) as error:
+                log.warning("event bus: Redis unreachable (%s); %d events wait for it", error, len(self._unsent))
+                await asyncio.sleep(RETRY_S)
+                self._pending.set()
 
     async def _pump(self) -> None:
         while True:
             try:
-                batches = await self._reader.xread({self.stream: self._last_id}, count=500, block=1000)
+                batches = await self._reader.xread({self.stream: self._last_id}, count=500, block=READ_BLOCK_MS)
             except (RedisError, OSError) as error:
                 log.warning("event bus: reading from Redis failed (%s); retrying", error)
                 await asyncio.sleep(RETRY_S)
@@ -99,12 +104,20 @@ class RedisBus(InProcessBus):
         self.deliver_locally(event)
 
     async def close(self) -> None:
+        # What this node published last still reaches the others, if Redis answers soon.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._drained(), CLOSE_FLUSH_S)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await super().close()
         await self._redis.aclose()
         await self._reader.aclose()
+
+
+    async def _drained(self) -> None:
+        while self._unsent and self._tasks:
+            await asyncio.sleep(0.01)
 
 
 def _encode(event: Event) -> str:

@@ -86,6 +86,8 @@ class RetryPolicy:
 
 class WebhookDispatcher:
     BATCH = 100
+    ERROR_PAUSE_S = 1.0
+    RELEASE_EVERY_S = 30.0  # after a failed round (the database away): try again this soon
 
     def __init__(self, store: Store, clock: Clock, policy: RetryPolicy) -> None:
         self._store = store
@@ -94,6 +96,10 @@ class WebhookDispatcher:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
+        # A round that failed (the database went away) leaves rows it claimed 'sending': the next
+        # round records the outcomes of those already sent, and puts the others back in the queue.
+        self._held: set[str] = set()
+        self._outcomes: dict[str, dict[str, object]] = {}
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(timeout=self._policy.timeout_s, follow_redirects=False)
@@ -111,14 +117,18 @@ class WebhookDispatcher:
         self._wakeup.set()
 
     async def _run(self) -> None:
+        released = asyncio.get_running_loop().time()
         while True:
             try:
-                busy = await self.deliver_due()
-            except Exception:
+                if asyncio.get_running_loop().time() - released > self.RELEASE_EVERY_S:
+                    # Claims of a node that died mid-send come back even while every node runs on.
+                    await self._release_stale_claims()
+                    released = asyncio.get_running_loop().time()
+                if not await self.deliver_due():
+                    await self._sleep_until_due()
+            except Exception:  # the database may be away for a while; go on once it is back
                 log.exception("webhook dispatch round failed")
-                busy = False
-            if not busy:
-                await self._sleep_until_due()
+                await asyncio.sleep(self.ERROR_PAUSE_S)
 
     async def _sleep_until_due(self) -> None:
         async with self._store.session() as session:
@@ -139,14 +149,38 @@ class WebhookDispatcher:
 
     async def deliver_due(self) -> bool:
         """Deliver one batch of due rows; True when a batch was found (more may wait)."""
+        if self._held:
+            await self._settle()
         claimed = await self._claim_due()
         if not claimed:
             return False
+        self._held.update(row.id for row in claimed)
         by_customer: dict[str, list[WebhookDelivery]] = defaultdict(list)
         for delivery in claimed:
             by_customer[delivery.customer_id].append(delivery)
-        await asyncio.gather(*(self._deliver_in_order(rows) for rows in by_customer.values()))
+        # Every customer's run ends before a failure is raised: none may still be sending when
+        # the next round releases what this one held.
+        results = await asyncio.gather(*(self._deliver_in_order(rows) for rows in by_customer.values()),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return True
+
+    async def _settle(self) -> None:
+        """What a failed round left: outcomes known but not recorded, and rows not tried yet."""
+        untried = self._held - self._outcomes.keys()
+        async with self._store.transaction() as tx:
+            for row_id, values in self._outcomes.items():
+                await tx.session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row_id).values(**values))
+            if untried:
+                await tx.session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id.in_(list(untried)), WebhookDelivery.status == SENDING)
+                    .values(status=PENDING, next_attempt_at=self._clock.read())
+                )
+        self._held.clear()
+        self._outcomes.clear()
 
     async def _claim_due(self) -> list[WebhookDelivery]:
         now = self._clock.read()
@@ -232,8 +266,13 @@ class WebhookDispatcher:
         else:
             values["status"] = PENDING
             values["next_attempt_at"] = now + self._policy.delay(attempts)
-        async with self._store.transaction() as tx:
-            await tx.session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row.id).values(**values))
+        try:
+            async with self._store.transaction() as tx:
+                await tx.session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row.id).values(**values))
+        except Exception:
+            self._outcomes[row.id] = values  # recorded once the database is back, not sent again
+            raise
+        self._held.discard(row.id)
         if not delivered:
             log.info("webhook %s to %s: %s", row.id, row.uri, error or f"HTTP {status_code}")
         return delivered or 400 <= status_code < 500  # a 4xx is final, not a failing target
@@ -248,3 +287,4 @@ class WebhookDispatcher:
                 .where(WebhookDelivery.id.in_([r.id for r in rows]))
                 .values(status=PENDING, next_attempt_at=retry_at)
             )
+        self._held.difference_update(r.id for r in rows)
