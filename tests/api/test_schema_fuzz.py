@@ -9,6 +9,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from tests.backends import backend_changes_sync
 from tests.conftest import ADMIN
 from tests.live import live_server
 
@@ -17,8 +18,8 @@ pytestmark = pytest.mark.slow
 EXAMPLES_PER_OPERATION = 12
 
 
-def test_no_server_errors(tmp_path: Path) -> None:
-    with live_server(tmp_path / "data") as (base_url, _settings):
+def test_no_server_errors(tmp_path: Path, backend: str) -> None:
+    with backend_changes_sync(backend) as changes, live_server(tmp_path / "data", **changes) as (base_url, _settings):
         token = httpx.post(f"{base_url}/auth/login", json=ADMIN).json()["token"]
         schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
         failures: list[str] = []
