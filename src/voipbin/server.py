@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,18 @@ from voipbin.core.tls import ensure_certificate
 from voipbin.runtime import Platform
 
 log = logging.getLogger(__name__)
+
+# Credentials in query strings (?token=, ?accesskey=, links' ?token=) must not reach the log.
+_SECRET_QUERY = re.compile(r"((?:^|[?&])(?:token|accesskey)=)[^&\s\"]+")
+
+
+class RedactCredentials(logging.Filter):
+    """Masks credentials in uvicorn's access lines (the request path is one of the arguments)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_SECRET_QUERY.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True
 
 
 class _Listener(uvicorn.Server):
@@ -55,6 +68,7 @@ def tls_names(settings: Settings) -> list[str]:
 
 
 async def serve(settings: Settings, on_ready: Callable[[Platform], Awaitable[None]] | None = None) -> None:
+    logging.getLogger("uvicorn.access").addFilter(RedactCredentials())
     platform = Platform(settings)
     await platform.start()
     # Load the voices and the recogniser now, in the background, so the first call's first

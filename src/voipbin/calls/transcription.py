@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # "in": what the phone (the caller's side) says; "out": what the platform plays to it.
 DIRECTIONS = {"in": ("in",), "out": ("out",), "both": ("in", "out")}
+DRAIN_S = 30  # how long a stopped transcription waits for the utterances already cut
 
 
 class TranscribeSession:
@@ -78,8 +78,12 @@ class TranscribeSession:
         self._untaps.clear()
         for transcriber in self._transcribers:
             transcriber.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*self._readers, return_exceptions=True), 30)
-        for reader in self._readers:
-            reader.cancel()
+        if self._readers:
+            _done, late = await asyncio.wait(self._readers, timeout=DRAIN_S)
+            if late:
+                log.warning("transcription of call %s: %d utterance(s) not decoded within %d s were dropped",
+                            self.live.id, len(late), DRAIN_S)
+            for reader in late:
+                reader.cancel()
+            await asyncio.gather(*self._readers, return_exceptions=True)  # collect every outcome
         await records.change(self.live.manager.store, Transcribe, self.row.id, "transcribe_done", status="done")
