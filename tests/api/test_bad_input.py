@@ -74,3 +74,16 @@ async def test_bad_paging(client: httpx.AsyncClient, alice: Tenant) -> None:
     assert "page_token" in assert_envelope(bad_token, 400)["message"]
     assert "page_size" in assert_envelope(not_a_number, 400)["message"]
     assert clamped.status_code == 200
+
+
+async def test_nul_characters_are_refused_with_a_clear_400(client: httpx.AsyncClient, alice: Tenant) -> None:
+    body = {"name": "a\x00b", "detail": "d", "extension": "nul1", "password": "secret-nul-1"}
+    nested = {"source": {"type": "tel", "target": "+1555\x00"}, "destinations": [], "actions": [{"type": "hangup"}]}
+
+    in_body = await client.post("/v1.0/extensions", params=alice.auth, json=body)
+    in_nested = await client.post("/v1.0/calls", params=alice.auth, json=nested)
+    in_query = await client.get("/v1.0/transcribes", params={**alice.auth, "reference_id": "\x00"})
+
+    for response in (in_body, in_nested, in_query):
+        assert response.status_code == 400, response.text
+        assert "NUL" in response.json()["error"]["message"]

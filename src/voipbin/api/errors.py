@@ -197,6 +197,10 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
 
+        if b"%00" in scope.get("query_string", b"").lower() or "\x00" in scope.get("path", ""):
+            # PostgreSQL text cannot hold NUL; no identifier or filter of ours contains one.
+            await _send_envelope(send, 400, "INVALID_REQUEST_PARAMETER", "The URL must not contain NUL (%00) characters.", rid)
+            return
         cap = self.upload_caps.get((scope.get("method", ""), scope.get("path", "")), self.max_body_bytes)
         declared = _content_length(scope)
         if declared is not None and declared > cap:
@@ -235,12 +239,13 @@ class RequestContext:
         await self.app(scope, replay, send_with_id)
 
     async def _too_large(self, send: Send, rid: str, cap: int) -> None:
-        body = JSONResponse(
-            envelope(413, "REQUEST_TOO_LARGE", f"Request bodies are limited to {cap} bytes.", rid),
-            413,
-            headers={"x-request-id": rid},
-        )
-        await body({"type": "http"}, _no_receive, send)
+        await _send_envelope(send, 413, "REQUEST_TOO_LARGE", f"Request bodies are limited to {cap} bytes.", rid)
+
+
+async def _send_envelope(send: Send, status_code: int, reason: str, message: str, rid: str) -> None:
+    """An error answered before the app runs (so outside its exception handlers)."""
+    response = JSONResponse(envelope(status_code, reason, message, rid), status_code, headers={"x-request-id": rid})
+    await response({"type": "http"}, _no_receive, send)
 
 
 async def _no_receive() -> Message:
