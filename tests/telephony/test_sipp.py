@@ -419,6 +419,36 @@ async def test_a_new_password_applies_at_once(platform: Platform, client: httpx.
     assert old.ok and new.ok  # the old password is now refused (403), the new one accepted
 
 
+async def desk_phone(platform: Platform, alice: Tenant, user: str, password: str, tmp_path: Path) -> Baresip:
+    """baresip registered as one of alice's extensions (created by the caller)."""
+    phone = Baresip.start(
+        tmp_path / "baresip", user=user, password=password, domain=f"{alice.customer_id}.registrar.voipbin.test",
+        sip_port=platform.sip.stack.port, microphone=tone(tmp_path / "mic.wav", 600.0, 60.0),
+    )
+    for _ in range(300):
+        if platform.sip.registrations(alice.customer_id, user):
+            break
+        await asyncio.sleep(0.05)
+    return phone
+
+
+async def dial_until_bridged(
+    client: httpx.AsyncClient, alice: Tenant, phone: Baresip, uri: str
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The phone dials ``uri``; returns alice's calls and the connected legs once one is progressing."""
+    phone.command("dial", uri)
+    calls: list[dict[str, object]] = []
+    legs: list[dict[str, object]] = []
+    for _ in range(300):
+        calls = (await client.get("/v1.0/calls", params=alice.auth)).json()["result"]
+        legs = [c for c in calls if c["master_call_id"]]
+        if legs and legs[0]["status"] == "progressing":
+            break
+        await asyncio.sleep(0.05)
+    assert legs and legs[0]["status"] == "progressing", calls
+    return calls, legs
+
+
 async def test_a_phone_dials_another_extension(
     platform: Platform, client: httpx.AsyncClient, alice: Tenant, extension: str, tmp_path: Path
 ) -> None:
@@ -427,24 +457,9 @@ async def test_a_phone_dials_another_extension(
     assert (await client.post("/v1.0/extensions", params=alice.auth, json=body)).status_code == 200
     callee = await register_then_serve(platform, alice, "-sn", "uas", "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo")
     domain = f"{alice.customer_id}.registrar.voipbin.test"
-    phone = Baresip.start(
-        tmp_path / "baresip", user="1001", password="desk-pass-1", domain=domain,
-        sip_port=platform.sip.stack.port, microphone=tone(tmp_path / "mic.wav", 600.0, 60.0),
-    )
+    phone = await desk_phone(platform, alice, "1001", "desk-pass-1", tmp_path)
     try:
-        for _ in range(200):
-            if platform.sip.registrations(alice.customer_id, "1001"):
-                break
-            await asyncio.sleep(0.05)
-        phone.command("dial", f"sip:sipp1@{domain}")
-        legs: list[dict[str, object]] = []
-        for _ in range(300):
-            calls = (await client.get("/v1.0/calls", params=alice.auth)).json()["result"]
-            legs = [c for c in calls if c["master_call_id"]]
-            if legs and legs[0]["status"] == "progressing":
-                break
-            await asyncio.sleep(0.05)
-        assert legs and legs[0]["status"] == "progressing", calls
+        calls, legs = await dial_until_bridged(client, alice, phone, f"sip:sipp1@{domain}")
         caller_call = next(c for c in calls if c["id"] == legs[0]["master_call_id"])
         assert caller_call["direction"] == "incoming" and caller_call["source"]["target"] == "1001"
         await asyncio.sleep(1.0)
@@ -481,22 +496,9 @@ async def test_a_phone_dials_a_phone_number_out_through_the_provider(
     assert (await client.post("/v1.0/extensions", params=alice.auth, json=body)).status_code == 200
     caller_id = (await client.get("/v1.0/numbers", params=alice.auth)).json()["result"][-1]["number"]
     domain = f"{alice.customer_id}.registrar.voipbin.test"
-    phone = Baresip.start(tmp_path / "baresip", user="1002", password="desk-pass-2", domain=domain,
-                          sip_port=platform.sip.stack.port, microphone=tone(tmp_path / "mic.wav", 600.0, 60.0))
+    phone = await desk_phone(platform, alice, "1002", "desk-pass-2", tmp_path)
     try:
-        for _ in range(300):
-            if platform.sip.registrations(alice.customer_id, "1002"):
-                break
-            await asyncio.sleep(0.05)
-        phone.command("dial", f"sip:0015557654321@{domain}")
-        legs: list[dict[str, object]] = []
-        for _ in range(300):
-            calls = (await client.get("/v1.0/calls", params=alice.auth)).json()["result"]
-            legs = [c for c in calls if c["master_call_id"]]
-            if legs and legs[0]["status"] == "progressing":
-                break
-            await asyncio.sleep(0.05)
-        assert legs and legs[0]["status"] == "progressing", calls
+        _calls, legs = await dial_until_bridged(client, alice, phone, f"sip:0015557654321@{domain}")
         assert legs[0]["destination"]["target"] == "+15557654321"
         await asyncio.sleep(1.0)
         phone.command("hangup")
