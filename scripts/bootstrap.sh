@@ -8,7 +8,7 @@ mode="${1:-run}"
 venv="$root/.venv"
 
 run_apt=(espeak-ng)
-test_apt=(curl baresip-core sip-tester tshark sox chromium)
+test_apt=(curl baresip-core linphone-cli sip-tester tshark sox chromium)
 
 log() { printf '\033[1;34m[voipbin]\033[0m %s\n' "$*" >&2; }
 

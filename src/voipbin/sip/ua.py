@@ -104,7 +104,8 @@ class SipCall:
             return
         if self.dialog is not None and self.state is CallState.PROGRESSING:
             self._set_state(CallState.TERMINATING)
-            bye = self.dialog.request("BYE", self.ua.stack.via(_via_transport(self.dialog.peer)), self.ua.contact_uri())
+            peer = self.dialog.peer
+            bye = self.dialog.request("BYE", self.ua.stack.via(_via_transport(peer)), self.ua.contact_uri(peer))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ua.stack.request(bye, self.dialog.peer).final(), 10)
             await self._finish("local", reason)
@@ -138,7 +139,7 @@ class SipCall:
         _apply(self.endpoint, agreed, _audio_direction(agreed.answer), self._incoming.source)
         self.dialog = Dialog.as_callee(invite, self.tag, self._incoming.source)
         ok = make_response(invite, 200, to_tag=self.tag)
-        ok.headers.add("Contact", f"<{self.ua.contact_uri()}>")
+        ok.headers.add("Contact", f"<{self.ua.contact_uri(self._incoming.source)}>")
         ok.headers.add("Allow", ALLOW)
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = agreed.answer.serialize().encode()
@@ -191,8 +192,11 @@ class UserAgent:
         stack.on_ack = self._on_ack
         stack.on_stray_response = self._on_stray_response
 
-    def contact_uri(self) -> str:
-        return f"sip:voipbin@{self.advertised_host}:{self.stack.port}"
+    def contact_uri(self, peer: Peer | None = None) -> str:
+        """Our Contact for a dialog whose flow is ``peer``: it names TCP when that flow is TCP, or
+        a phone registered over TCP only would send its BYE (and any in-dialog request) over UDP."""
+        uri = f"sip:voipbin@{self.advertised_host}:{self.stack.port}"
+        return f"{uri};transport=tcp" if peer is not None and peer[0] == "tcp" else uri
 
     async def close(self) -> None:
         for call in list(self.calls):
@@ -244,7 +248,7 @@ class UserAgent:
                 ("To", f"<{callee_uri}>"),
                 ("Call-ID", new_call_id(self.advertised_host)),
                 ("CSeq", "1 INVITE"),
-                ("Contact", f"<{self.contact_uri()}>"),
+                ("Contact", f"<{self.contact_uri(binding.source)}>"),
                 ("Allow", ALLOW),
                 ("User-Agent", "voipbin"),
                 ("Content-Type", "application/sdp"),
@@ -312,14 +316,14 @@ class UserAgent:
         self, call: SipCall, fork: Outgoing, response: Response, offer: SessionDescription
     ) -> None:
         dialog = Dialog.as_caller(fork.request, response, fork.destination)
+        peer = fork.destination
         self.stack.send_stateless(
-            dialog.ack(fork.request.cseq.number, self.stack.via(_via_transport(fork.destination)), self.contact_uri()),
-            fork.destination,
+            dialog.ack(fork.request.cseq.number, self.stack.via(_via_transport(peer)), self.contact_uri(peer)), peer
         )
         if call.dialog is not None or call.state is CallState.HANGUP:
             # Another phone answered first (or we gave up): this one is released at once.
-            bye = dialog.request("BYE", self.stack.via(_via_transport(fork.destination)), self.contact_uri())
-            self.stack.request(bye, fork.destination)
+            bye = dialog.request("BYE", self.stack.via(_via_transport(peer)), self.contact_uri(peer))
+            self.stack.request(bye, peer)
             return
         try:
             agreed = parse_answer(parse_sdp(response.body), offer)
@@ -348,7 +352,8 @@ class UserAgent:
         """A retransmitted 2xx: our ACK was lost, so send it again."""
         call = self.dialogs.get((response.call_id, response.from_addr.tag or "", response.to_addr.tag or ""))
         if call is not None and call.dialog is not None and response.cseq.method == "INVITE":
-            ack = call.dialog.ack(response.cseq.number, self.stack.via(_via_transport(call.dialog.peer)), self.contact_uri())
+            peer = call.dialog.peer
+            ack = call.dialog.ack(response.cseq.number, self.stack.via(_via_transport(peer)), self.contact_uri(peer))
             self.stack.send_stateless(ack, call.dialog.peer)
 
     # -- incoming ------------------------------------------------------------------------------
@@ -392,7 +397,7 @@ class UserAgent:
         self.calls.add(call)
         self._pending_invites[incoming.transaction_id] = call
         ringing = make_response(request, 180, to_tag=call.tag)
-        ringing.headers.add("Contact", f"<{self.contact_uri()}>")
+        ringing.headers.add("Contact", f"<{self.contact_uri(incoming.source)}>")
         incoming.respond(ringing)
         call._set_state(CallState.RINGING)
         try:
@@ -415,7 +420,7 @@ class UserAgent:
             return
         _apply(call.endpoint, agreed, _audio_direction(agreed.answer), incoming.source)
         ok = make_response(incoming.request, 200)
-        ok.headers.add("Contact", f"<{self.contact_uri()}>")
+        ok.headers.add("Contact", f"<{self.contact_uri(incoming.source)}>")
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = agreed.answer.serialize().encode()
         incoming.respond(ok)
