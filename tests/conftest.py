@@ -1,10 +1,13 @@
-"""Shared fixtures: a platform on a temporary data dir, and an HTTP client bound to its app."""
+"""Shared fixtures: a platform on a temporary data dir, and an HTTP client bound to its app; and a
+guard on every test's log: no credential in any line, no task whose failure nobody retrieved."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +22,58 @@ from voipbin.runtime import Platform
 
 ADMIN = {"username": "admin@localhost", "password": "admin@localhost"}
 
+# What must never appear in a log line: JWTs, access keys, and the SIP passwords tests give phones.
+SECRETS_IN_LOGS = re.compile(
+    r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+|\bvb_[A-Za-z0-9]{32}\b"
+    r"|secret-pass-1|your-secure-password-here|sipp-secret-1|desk-pass-\d+|neighbour-sip-pass|victim-sip-pass"
+)
+UNRETRIEVED = ("exception was never retrieved", "Task was destroyed but it is pending")
+
+
+class _LogGuard(logging.Handler):
+    """Sees what an install logs (INFO and up): DEBUG is a developer's, with SQL parameters in it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.problems: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = record.getMessage()
+        except Exception:  # a record that cannot format is no credential leak
+            return
+        if SECRETS_IN_LOGS.search(line):
+            self.problems.append(f"a credential in a log line of {record.name}: {line[:300]}")
+        elif any(text in line for text in UNRETRIEVED):
+            self.problems.append(f"{record.name}: {line[:300]}")
+
+
+@pytest.fixture(autouse=True)
+def log_guard() -> Iterator[_LogGuard]:
+    """Fails a test whose log holds a credential or an unretrieved task failure (any logger)."""
+    guard = _LogGuard()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(guard)
+    root.setLevel(logging.INFO)
+    try:
+        yield guard
+        gc.collect()  # futures nobody awaited report their exceptions when collected
+    finally:
+        root.removeHandler(guard)
+        root.setLevel(level)
+    assert not guard.problems, "\n".join(guard.problems)
+
 
 def make_settings(data_dir: Path, **changes: object) -> Settings:
+    """Test settings: loopback ports, fast webhook retries, and loopback allowed as a webhook,
+    play and SIP target (the receivers and peers tests start live there; tests of the egress
+    policy itself set ``egress_allow=""``)."""
     base = Settings(
         data_dir=data_dir,
         host="127.0.0.1",
         sip_port=0,
+        egress_allow="127.0.0.0/8,::1",
         webhook_retry_base_s=0.2,
         webhook_retry_max_s=0.5,
         webhook_timeout_s=2.0,
@@ -81,6 +130,21 @@ async def admin(client: httpx.AsyncClient) -> Tenant:
     me = (await client.get("/v1.0/customer", params={"token": token})).json()
     key = (await client.post("/v1.0/accesskeys", params={"token": token}, json={"name": "t"})).json()
     return Tenant(me["id"], ADMIN["username"], token, key["token"])
+
+
+OPERATOR_PASSWORD = "an-operator-test-passphrase"
+
+
+@pytest.fixture
+async def operator(client: httpx.AsyncClient, admin: Tenant) -> Tenant:
+    """The operator once it has replaced the published password, as it must before adding a trunk
+    or calling phone numbers. ``admin`` is updated too (its old token no longer works)."""
+    agents = (await client.get("/v1.0/agents", params=admin.auth)).json()["result"]
+    agent_id = next(a["id"] for a in agents if a["username"] == ADMIN["username"])
+    changed = await client.put(f"/v1.0/agents/{agent_id}/password", params=admin.auth, json={"password": OPERATOR_PASSWORD})
+    assert changed.status_code == 200, changed.text
+    admin.token = await login(client, ADMIN["username"], OPERATOR_PASSWORD)
+    return admin
 
 
 async def new_tenant(client: httpx.AsyncClient, admin: Tenant, email: str) -> Tenant:

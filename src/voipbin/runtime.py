@@ -11,7 +11,9 @@ from voipbin.auth.tokens import JwtSigner
 from voipbin.calls.manager import CallManager
 from voipbin.calls.nodes import NodeRegistry
 from voipbin.config import Settings
+from voipbin.core import logs
 from voipbin.core.clock import Clock
+from voipbin.core.egress import EgressPolicy
 from voipbin.events.bus import EventBus, InProcessBus
 from voipbin.events.webhooks import RetryPolicy, WebhookDispatcher, queue_deliveries
 from voipbin.mail.outbox import Mailer, make_mailer
@@ -26,8 +28,10 @@ log = logging.getLogger(__name__)
 class Platform:
     def __init__(self, settings: Settings, clock: Clock | None = None, bus: EventBus | None = None) -> None:
         _check_role(settings)
+        logs.install()  # before anything can log a credential
         self.settings = settings
         self.clock = clock or Clock()
+        self.egress = EgressPolicy.from_setting(settings.egress_allow)
         self.bus: EventBus = bus or _make_bus(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.db_url, self.bus, self.clock)
@@ -38,6 +42,7 @@ class Platform:
         self.webhooks = WebhookDispatcher(
             self.store,
             self.clock,
+            self.egress,
             RetryPolicy(
                 timeout_s=settings.webhook_timeout_s,
                 base_s=settings.webhook_retry_base_s,
@@ -58,12 +63,21 @@ class Platform:
     async def start(self) -> None:
         if self.started:
             return
-        from voipbin.accounts.bootstrap import ensure_sandbox_admin
+        from voipbin.accounts.bootstrap import (
+            ensure_sandbox_admin,
+            refuse_exposure_with_default_password,
+        )
 
         await self.bus.start()
         await self.store.migrate()
         self.jwt.rekey(await shared_secret(self.store, "jwt", self.settings.data_dir / "jwt.key"))
         await ensure_sandbox_admin(self)
+        try:
+            await refuse_exposure_with_default_password(self)
+        except Exception:
+            await self.bus.close()
+            await self.store.close()
+            raise
         await self.webhooks.start()
         if self.settings.takes_calls:
             await self.sip.start()

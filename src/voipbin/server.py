@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from voipbin.api.app import create_app
 from voipbin.config import Settings
@@ -19,17 +19,49 @@ from voipbin.runtime import Platform
 
 log = logging.getLogger(__name__)
 
-# Credentials in query strings (?token=, ?accesskey=, links' ?token=) must not reach the log.
-_SECRET_QUERY = re.compile(r"((?:^|[?&])(?:token|accesskey)=)[^&\s\"]+")
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, closing connections that take too long to send a request head.
+
+    uvicorn times out idle keep-alive connections but not a client that sends its headers a byte at
+    a time (slowloris), which would hold a connection, and its memory, for as long as it likes.
+    """
+
+    header_timeout_s = 10.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_timer is None:
+            self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
-class RedactCredentials(logging.Filter):
-    """Masks credentials in uvicorn's access lines (the request path is one of the arguments)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_SECRET_QUERY.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args)
-        return True
+def http_protocol(header_timeout_s: float) -> type[HeaderTimeoutProtocol]:
+    return type("HttpProtocol", (HeaderTimeoutProtocol,), {"header_timeout_s": header_timeout_s})
 
 
 class _Listener(uvicorn.Server):
@@ -68,7 +100,6 @@ def tls_names(settings: Settings) -> list[str]:
 
 
 async def serve(settings: Settings, on_ready: Callable[[Platform], Awaitable[None]] | None = None) -> None:
-    logging.getLogger("uvicorn.access").addFilter(RedactCredentials())
     platform = Platform(settings)
     await platform.start()
     # Load the voices and the recogniser now, in the background, so the first call's first
@@ -76,7 +107,8 @@ async def serve(settings: Settings, on_ready: Callable[[Platform], Awaitable[Non
     preload = asyncio.create_task(platform.speech.start(preload=settings.takes_calls))
     app = create_app(platform)
     cert, key = ensure_certificate(settings.data_dir / "tls", tls_names(settings))
-    common = {"lifespan": "off", "log_level": settings.log_level, "ws_ping_interval": 20.0, "ws_ping_timeout": 20.0}
+    common = {"lifespan": "off", "log_level": settings.log_level, "ws_ping_interval": 20.0, "ws_ping_timeout": 20.0,
+              "http": http_protocol(settings.http_header_timeout_s)}
     listeners = [
         _Listener(uvicorn.Config(app, host=settings.host, port=settings.api_port,
                                  ssl_certfile=str(cert), ssl_keyfile=str(key), **common)),  # type: ignore[arg-type]

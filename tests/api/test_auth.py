@@ -41,14 +41,34 @@ async def test_headless_signup_gives_a_working_accesskey(client: httpx.AsyncClie
     assert [n["type"] for n in numbers.json()["result"]] == ["virtual"]
 
 
-async def test_signup_never_reveals_whether_an_email_exists(client: httpx.AsyncClient, alice: Tenant) -> None:
+async def test_signup_never_reveals_whether_an_email_exists(client: httpx.AsyncClient, platform: Platform, alice: Tenant) -> None:
     known = await client.post("/auth/signup", json={"email": alice.username})
+    fresh = await client.post("/auth/signup", json={"email": "fresh@example.com"})
     invalid = await client.post("/auth/signup", json={"email": "not-an-email"})
     missing = await client.post("/auth/signup", json={})
 
-    for response in (known, invalid, missing):
-        assert response.status_code == 200
-        assert response.json() == {"temp_token": ""}
+    assert [r.status_code for r in (known, fresh, invalid, missing)] == [200] * 4
+    # A registered address gets a token of the same form, which behaves like a real one.
+    assert len(known.json()["temp_token"]) == len(fresh.json()["temp_token"]) == 32
+    answers = [await client.post("/auth/complete-signup", json={"temp_token": r.json()["temp_token"], "code": "000000"})
+               for r in (known, fresh)]
+    assert [a.status_code for a in answers] == [400, 400] or "000000" in {await mailed_code(platform.settings.mail_dir, "fresh@example.com")}
+    assert invalid.json() == missing.json() == {"temp_token": ""}
+    # Its owner is told of the attempt, and no code is mailed for it.
+    await asyncio.sleep(0.2)
+    to_alice = [m for m in read_outbox(platform.settings.mail_dir) if m.to == alice.username]
+    assert [m.subject for m in to_alice] == ["Someone tried to sign up with your email"]
+
+
+async def test_signups_are_limited_per_address_and_per_source(client: httpx.AsyncClient, platform: Platform) -> None:
+    platform.settings = platform.settings.replace(signup_limit_per_source=5)
+    answers = [await client.post("/auth/signup", json={"email": "bombed@example.com"}) for _ in range(6)]
+
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+    assert answers[-1].json()["error"]["reason"] == "TOO_MANY_SIGNUPS"
+    await asyncio.sleep(0.2)
+    mails = [m for m in read_outbox(platform.settings.mail_dir) if m.to == "bombed@example.com"]
+    assert len(mails) == platform.settings.signup_mails_per_address == 3
 
 
 async def test_wrong_code_is_400_and_the_sixth_attempt_429(client: httpx.AsyncClient, platform: Platform) -> None:

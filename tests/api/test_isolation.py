@@ -20,9 +20,9 @@ from voipbin.store.models import Activeflow, Recording, Speaking, StorageFile, T
 # How to make one resource of each kind as alice through the API, and a harmless body for PUTs.
 POSTED: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "extension_id": ("/v1.0/extensions", {"name": "n", "detail": "d", "extension": "501", "password": "secret1"}, {"detail": "x"}),
-    "number_id": ("/v1.0/numbers", {"number": "+15550009999"}, {"name": "x"}),
+    "number_id": ("/v1.0/numbers", {"number": "+89955500099"}, {"name": "x"}),
     "accesskey_id": ("/v1.0/accesskeys", {"name": "k"}, {"name": "x"}),
-    "agent_id": ("/v1.0/agents", {"username": "agent@alice.example", "password": "12345678"}, {"name": "x"}),
+    "agent_id": ("/v1.0/agents", {"username": "agent@alice.example", "password": "an-agent-passphrase"}, {"name": "x"}),
     "flow_id": ("/v1.0/flows", {"name": "f", "actions": [{"type": "hangup"}]}, {"name": "x"}),
 }
 # Made only by a live call (or, for storage files, a multipart upload), so written straight to the database.

@@ -19,7 +19,7 @@ from voipbin.core.ids import new_id
 from voipbin.runtime import Platform
 from voipbin.store.models import Activeflow
 
-NUMBER = "+15550001234"
+NUMBER = "+89950001234"
 WAIT = {"type": "sleep", "option": {"duration": 60000}}
 
 

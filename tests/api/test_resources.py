@@ -85,7 +85,7 @@ async def test_lists_page_newest_first(client: httpx.AsyncClient, alice: Tenant)
 
 
 async def test_numbers_are_e164(client: httpx.AsyncClient, alice: Tenant) -> None:
-    good = await client.post("/v1.0/numbers", params=alice.auth, json={"number": "+15551234567", "name": "main"})
+    good = await client.post("/v1.0/numbers", params=alice.auth, json={"number": "+89951234567", "name": "main"})
     bad = [
         await client.post("/v1.0/numbers", params=alice.auth, json={"number": n})
         for n in ("15551234567", "+1 555 123", "+0123", "+1234567890123456", "+1555abc")
@@ -97,13 +97,13 @@ async def test_numbers_are_e164(client: httpx.AsyncClient, alice: Tenant) -> Non
 
 
 async def test_a_number_has_one_owner(client: httpx.AsyncClient, alice: Tenant, bob: Tenant) -> None:
-    await client.post("/v1.0/numbers", params=alice.auth, json={"number": "+15557654321"})
-    taken = await client.post("/v1.0/numbers", params=bob.auth, json={"number": "+15557654321"})
+    await client.post("/v1.0/numbers", params=alice.auth, json={"number": "+89957654321"})
+    taken = await client.post("/v1.0/numbers", params=bob.auth, json={"number": "+89957654321"})
     assert taken.status_code == 409
 
 
 async def test_number_update_and_release(client: httpx.AsyncClient, alice: Tenant) -> None:
-    number = (await client.post("/v1.0/numbers", params=alice.auth, json={"number": "+15550001111"})).json()
+    number = (await client.post("/v1.0/numbers", params=alice.auth, json={"number": "+89950001111"})).json()
     url = f"/v1.0/numbers/{number['id']}"
 
     bad_flow = await client.put(url, params=alice.auth, json={"call_flow_id": "not-a-uuid"})

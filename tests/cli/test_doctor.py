@@ -12,8 +12,17 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.live import free_port
-from voipbin.cli.doctor import check_certificate, check_database, check_ports, check_public_address, check_speech, run_checks
+from voipbin.cli.doctor import (
+    check_certificate,
+    check_database,
+    check_exposure,
+    check_ports,
+    check_public_address,
+    check_speech,
+    run_checks,
+)
 from voipbin.core.tls import ensure_certificate
+from voipbin.runtime import Platform
 
 
 def loopback_settings(tmp_path: Path, **changes: object):  # type: ignore[no-untyped-def]
@@ -93,3 +102,46 @@ def test_the_command_exits_nonzero_on_a_failure(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert "in use by another program" in done.stdout
     assert "1 problem(s)" in done.stdout
+
+
+async def test_the_published_operator_password_is_flagged_and_fails_once_reachable(tmp_path: Path) -> None:
+    settings = loopback_settings(tmp_path)
+    platform = Platform(settings)
+    await platform.start()
+    await platform.stop()
+
+    [on_loopback] = [f for f in await check_exposure(settings) if f.check == "operator password"]
+    [reachable] = [f for f in await check_exposure(settings.replace(public_address="198.51.100.7", insecure_sandbox=True))
+                   if f.check == "operator password"]
+
+    assert on_loopback.level == "warn" and "published password" in on_loopback.detail
+    assert "VOIPBIN_ADMIN_PASSWORD" in on_loopback.fix
+    assert reachable.level == "fail" and "anyone can log in" in reachable.detail
+
+
+async def test_a_chosen_operator_password_passes(tmp_path: Path) -> None:
+    settings = loopback_settings(tmp_path, admin_password="an-operator-chosen-passphrase")
+    platform = Platform(settings)
+    await platform.start()
+    await platform.stop()
+
+    [finding] = [f for f in await check_exposure(settings) if f.check == "operator password"]
+
+    assert finding.level == "ok"
+
+
+async def test_a_public_bind_without_smtp_is_warned_about(tmp_path: Path) -> None:
+    findings = await check_exposure(loopback_settings(tmp_path, public_address="198.51.100.7"))
+
+    mail = next(f for f in findings if f.check == "mail")
+    assert mail.level == "warn" and "--smtp-url" in mail.fix
+
+
+@pytest.mark.parametrize(
+    ("allow", "level"),
+    [("", "ok"), ("8.8.8.0/24", "ok"), ("10.0.0.0/8", "warn"), ("169.254.0.0/16", "fail"), ("not-a-range", "fail")],
+)
+async def test_the_egress_allow_list_is_judged(tmp_path: Path, allow: str, level: str) -> None:
+    [finding] = [f for f in await check_exposure(loopback_settings(tmp_path, egress_allow=allow)) if f.check == "egress"]
+
+    assert finding.level == level, finding

@@ -141,7 +141,7 @@ def test_every_supported_type_accepts_a_minimal_option() -> None:
         ([{"type": "sleep", "option": {"duration": "5000"}}], "actions[0] sleep: option 'duration' must be an integer"),
         ([{"type": "sleep", "option": {"duration": 1.5}}], "actions[0] sleep: option 'duration' must be an integer"),
         ([{"type": "sleep", "option": {"duration": True}}], "actions[0] sleep: option 'duration' must be an integer"),
-        ([{"type": "sleep", "option": {"duration": -1}}], "actions[0] sleep: option 'duration' must be >= 0"),
+        ([{"type": "sleep", "option": {"duration": -1}}], "actions[0] sleep: option 'duration' must be between 0 and 86400000"),
         (
             [{"type": "talk", "option": {"text": "x", "async": "yes"}}],
             "actions[0] talk: option 'async' must be a boolean",
@@ -185,7 +185,7 @@ def test_every_supported_type_accepts_a_minimal_option() -> None:
         ),
         (
             [{"type": "goto", "option": {"target_id": A, "loop_count": -2}}],
-            "actions[0] goto: option 'loop_count' must be >= 0",
+            "actions[0] goto: option 'loop_count' must be between 0 and 1000000",
         ),
         (
             [{"type": "branch", "option": {"target_ids": {"1": 5}}}],

@@ -22,7 +22,7 @@ pytestmark = [
     pytest.mark.skipif(not sipp.available() or not KEY_ONE.exists(), reason="sipp is installed by `make test`"),
 ]
 
-NUMBER = "+15550002222"
+NUMBER = "+89950002222"
 
 
 async def call_in_pressing_one(

@@ -75,7 +75,8 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
     sip_port = _free_ports(1, 30002, 30100, (socket.SOCK_DGRAM, socket.SOCK_STREAM))
     first = _free_ports(RTP_PORTS, 30100, 32760, (socket.SOCK_DGRAM,))
     settings = make_settings(
-        tmp_path / "data", sip_port=sip_port, public_address=PUBLIC, rtp_port_first=first, rtp_port_last=first + RTP_PORTS - 1
+        tmp_path / "data", sip_port=sip_port, public_address=PUBLIC, rtp_port_first=first, rtp_port_last=first + RTP_PORTS - 1,
+        insecure_sandbox=True,  # a public address, with the tests' published operator password
     )
     platform = Platform(settings)
     await platform.start()

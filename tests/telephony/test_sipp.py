@@ -234,11 +234,11 @@ async def _exchange(platform: Platform, template: str) -> bytes:
 
 
 async def test_tel_call_reaches_the_carrier_through_the_provider(
-    platform: Platform, client: httpx.AsyncClient, admin: Tenant, alice: Tenant, tmp_path: Path
+    platform: Platform, client: httpx.AsyncClient, operator: Tenant, alice: Tenant, tmp_path: Path
 ) -> None:
     carrier_port = free_port()
     trunk = {"hostname": "127.0.0.1", "port": carrier_port, "name": "carrier", "tech_prefix": ""}
-    assert (await client.post("/v1.0/providers", params=admin.auth, json=trunk)).status_code == 200
+    assert (await client.post("/v1.0/providers", params=operator.auth, json=trunk)).status_code == 200
     carrier = await sipp.start_sipp(
         "-sn", "uas", "-i", "127.0.0.1", "-p", str(carrier_port), "-m", "1", "-mi", "127.0.0.1",
         "-mp", str(free_port()), "-rtp_echo", "-trace_msg", cwd=tmp_path,
@@ -269,7 +269,7 @@ async def test_a_call_to_our_number_runs_its_flow(
 ) -> None:
     flow = {"name": "ivr", "actions": [{"type": "answer"}, {"type": "talk", "option": {"text": "Welcome."}}, {"type": "sleep", "option": {"duration": 20000}}]}
     flow_id = (await client.post("/v1.0/flows", params=alice.auth, json=flow)).json()["id"]
-    number = {"number": "+15550001234", "call_flow_id": flow_id}
+    number = {"number": "+89950001234", "call_flow_id": flow_id}
     assert (await client.post("/v1.0/numbers", params=alice.auth, json=number)).status_code == 200
     wav = tmp_path / "caller_ulaw.wav"
     _write_ulaw_wav(wav, encode_ulaw(tone(tmp_path / "c.wav", 500.0, 3.0).read_bytes()[44:]))
@@ -277,13 +277,13 @@ async def test_a_call_to_our_number_runs_its_flow(
     scenario.write_text((sipp.SCENARIOS / "uac_stream.xml").read_text().replace("RTP_STREAM_WAV", str(wav)))
 
     result = await sipp.run_sipp(
-        target(platform), "-sf", str(scenario), "-s", "+15550001234", "-i", "127.0.0.1", "-p", str(free_port()),
+        target(platform), "-sf", str(scenario), "-s", "+89950001234", "-i", "127.0.0.1", "-p", str(free_port()),
         "-mi", "127.0.0.1", "-m", "1", timeout=30,
     )
 
     assert result.ok, result.output[-2000:]
     [call] = (await client.get("/v1.0/calls", params=alice.auth)).json()["result"]
-    assert call["direction"] == "incoming" and call["destination"]["target"] == "+15550001234"
+    assert call["direction"] == "incoming" and call["destination"]["target"] == "+89950001234"
     assert call["status"] == "hangup" and call["hangup_by"] == "remote" and call["tm_progressing"]
     [activeflow] = (await client.get("/v1.0/activeflows", params=alice.auth)).json()["result"]
     assert activeflow["reference_id"] == call["id"] and activeflow["status"] == "ended"
@@ -339,11 +339,11 @@ async def test_recording_holds_both_directions(
 
 
 async def test_connect_bridges_the_call_to_another_destination(
-    platform: Platform, client: httpx.AsyncClient, admin: Tenant, alice: Tenant, extension: str, tmp_path: Path
+    platform: Platform, client: httpx.AsyncClient, operator: Tenant, alice: Tenant, extension: str, tmp_path: Path
 ) -> None:
     carrier_port = free_port()
     trunk = {"hostname": "127.0.0.1", "port": carrier_port, "name": "carrier"}
-    assert (await client.post("/v1.0/providers", params=admin.auth, json=trunk)).status_code == 200
+    assert (await client.post("/v1.0/providers", params=operator.auth, json=trunk)).status_code == 200
     carrier = await sipp.start_sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(carrier_port), "-m", "1",
                                     "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo")
     phone = await register_then_serve(platform, alice, "-sn", "uas", "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo")
@@ -484,12 +484,12 @@ async def test_an_invite_claiming_one_of_our_phones_must_prove_it(platform: Plat
 
 
 async def test_a_phone_dials_a_phone_number_out_through_the_provider(
-    platform: Platform, client: httpx.AsyncClient, admin: Tenant, alice: Tenant, tmp_path: Path
+    platform: Platform, client: httpx.AsyncClient, operator: Tenant, alice: Tenant, tmp_path: Path
 ) -> None:
     """baresip dials 0015557654321: the platform challenges it, then bridges it to the carrier."""
     carrier_port = free_port()
     trunk = {"hostname": "127.0.0.1", "port": carrier_port, "name": "carrier", "tech_prefix": ""}
-    assert (await client.post("/v1.0/providers", params=admin.auth, json=trunk)).status_code == 200
+    assert (await client.post("/v1.0/providers", params=operator.auth, json=trunk)).status_code == 200
     carrier = await sipp.start_sipp("-sn", "uas", "-i", "127.0.0.1", "-p", str(carrier_port), "-m", "1",
                                     "-mi", "127.0.0.1", "-mp", str(free_port()), "-rtp_echo", "-trace_msg", cwd=tmp_path)
     body = {"name": "desk", "detail": "baresip", "extension": "1002", "password": "desk-pass-2"}

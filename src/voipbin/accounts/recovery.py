@@ -8,14 +8,16 @@ back from the database; each works once, for a day.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
 
+from voipbin.accounts.defaults import ADMIN_PASSWORD
 from voipbin.accounts.errors import AccountError
 from voipbin.auth.passwords import hash_secret
 from voipbin.core.ids import token_hex
-from voipbin.mail.outbox import compose, send_later
+from voipbin.mail.outbox import agent_audience, compose, send_later
 from voipbin.runtime import Platform
 from voipbin.store.db import Tx
 from voipbin.store.models import Agent, Customer, PasswordReset
@@ -45,6 +47,8 @@ def password_problem(password: str, username: str) -> str | None:
     if len(password) < MIN_PASSWORD_LENGTH:
         return f"Use at least {MIN_PASSWORD_LENGTH} characters."
     lowered = password.lower()
+    if lowered == ADMIN_PASSWORD:
+        return "This is the sandbox's published password; pick one of your own."
     if lowered in COMMON_PASSWORDS or len(set(password)) < 4:
         return "This password is too easy to guess; pick a longer or less common one."
     if username and lowered == username.lower():
@@ -91,11 +95,20 @@ async def forgot(platform: Platform, username: str) -> None:
             f"Someone asked to reset the password of {agent.username}.\n\n"
             f"Set a new password here (the link works once, for 24 hours):\n{link_url(platform, token)}\n\n"
             "If it was not you, ignore this email: your password stays as it is.\n",
+            audience=[agent_audience(agent.id)],
         ),
     )
 
 
-async def reset(platform: Platform, token: str, password: str) -> None:
+def set_password(tx: Tx, agent: Agent, password_hash: str) -> None:
+    """A new password; every JWT issued before it stops working."""
+    agent.password_hash = password_hash
+    agent.session_epoch += 1
+    agent.tm_update = tx.clock.now()
+
+
+async def reset(platform: Platform, token: str, password: str, announce: Callable[[Tx, Agent], None]) -> None:
+    """Set the password of a link's agent; ``announce`` emits the agent's change in the same transaction."""
     invalid = AccountError(
         400, "INVALID_TOKEN", "This link is invalid, expired or already used; ask for a new one with 'Forgot password'."
     )
@@ -115,5 +128,5 @@ async def reset(platform: Platform, token: str, password: str) -> None:
         await tx.session.execute(delete(PasswordReset).where(PasswordReset.agent_id == agent.id))
         fresh = await tx.session.get(Agent, agent.id)
         assert fresh is not None
-        fresh.password_hash = password_hash
-        fresh.tm_update = tx.clock.now()
+        set_password(tx, fresh, password_hash)
+        announce(tx, fresh)

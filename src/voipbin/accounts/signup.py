@@ -3,8 +3,9 @@ verification link (the console, ``/auth/email-verify``); either makes a customer
 access key, and a welcome mail links to setting the admin's password.
 
 ``start`` answers the same way, in about the same time, whether or not the email is known: the
-expensive steps (hashing a code, sending mail) happen on every path, and mail goes out in the
-background so SMTP latency shows in no response.
+expensive steps (hashing a code, storing a signup, sending mail) happen on every path, and mail
+goes out in the background so SMTP latency shows in no response. A signup lives until it expires
+or until its address gets an account by any path; its mail is for its own ``temp_token`` only.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from voipbin.accounts.customers import Profile, assign_virtual_number, create_ac
 from voipbin.accounts.errors import AccountError
 from voipbin.auth.passwords import hash_secret, verify_secret
 from voipbin.core.ids import token_hex
-from voipbin.mail.outbox import compose, send_later
+from voipbin.mail.outbox import agent_audience, compose, send_later, signup_audience
 from voipbin.runtime import Platform
 from voipbin.store.db import Tx
 from voipbin.store.models import Accesskey, Agent, Customer, Signup
@@ -45,15 +46,22 @@ def normalize_email(raw: str) -> str | None:
         return None
 
 
-async def start(platform: Platform, profile: Profile) -> str:
-    """Returns the temp_token, or "" when the email is invalid or already has an account."""
+async def start(platform: Platform, profile: Profile, source: str) -> str:
+    """The temp_token of a new signup ("" when the email is invalid).
+
+    A registered email gets a temp_token too, indistinguishable from a real one (its code is
+    never mailed; its owner is told of the attempt instead), so the answer reveals nothing.
+    ``source`` is the client's address: each may start only so many signups an hour.
+    """
+    settings = platform.settings
+    if await platform.throttle.fail(f"signup-from:{source}", 3600) > settings.signup_limit_per_source:
+        raise AccountError(429, "TOO_MANY_SIGNUPS", "Too many signups from your address in the last hour; try again later.")
     code = f"{secrets.randbelow(10**6):06d}"
     code_hash = await hash_secret(code)
     email = normalize_email(profile.email)
-    if email is None or await _email_taken(platform, email):
-        if email:
-            send_later(platform.mailer, _existing_mail(platform, email))
+    if email is None:
         return ""
+    owner = await _owner_of(platform, email)
     now = platform.clock.now()
     temp_token = token_hex(16)
     link_token, link_hash = recovery.new_link_token()
@@ -66,17 +74,20 @@ async def start(platform: Platform, profile: Profile) -> str:
                 code_hash=code_hash,
                 link_hash=link_hash,
                 attempts=0,
-                tm_expire=now + timedelta(seconds=platform.settings.signup_code_lifetime_s),
+                tm_expire=now + timedelta(seconds=settings.signup_code_lifetime_s),
                 tm_create=now,
             )
         )
-        # Expired attempts are of no further use to anyone.
-        await tx.session.execute(delete(Signup).where(Signup.tm_expire < now - timedelta(days=1)))
-    send_later(platform.mailer, _verification_mail(platform, email, code, link_token))
+        # Expired signups are of no further use to anyone.
+        await tx.session.execute(delete(Signup).where(Signup.tm_expire < now))
+    # However often someone signs up with an address, its inbox gets only a few mails an hour.
+    if await platform.throttle.fail(f"signup-mail:{email}", 3600) <= settings.signup_mails_per_address:
+        mail = _existing_mail(platform, email, owner) if owner else _verification_mail(platform, email, code, link_token, temp_token)
+        send_later(platform.mailer, mail)
     return temp_token
 
 
-def _verification_mail(platform: Platform, email: str, code: str, link_token: str) -> EmailMessage:
+def _verification_mail(platform: Platform, email: str, code: str, link_token: str, temp_token: str) -> EmailMessage:
     minutes = platform.settings.signup_code_lifetime_s // 60
     link = f"{platform.settings.base_url}/auth/email-verify?token={link_token}"
     return compose(
@@ -87,6 +98,7 @@ def _verification_mail(platform: Platform, email: str, code: str, link_token: st
         f"Or, signing up through the API, send this code with POST /auth/complete-signup together\n"
         f"with your temp_token: {code}\n\n"
         f"Both expire in {minutes} minutes. If you did not sign up, ignore this email.\n",
+        audience=[signup_audience(temp_token)],
     )
 
 
@@ -125,14 +137,15 @@ class Activated:
 async def _activate(platform: Platform, tx: Tx, signup: Signup) -> Activated | AccountError:
     """Turn a checked signup into a customer with an access key and a set-password link."""
     await tx.session.delete(signup)  # used either way: a signup completes once
-    if await _email_taken_in(tx.session, signup.email):
+    if await _owner_in(tx.session, signup.email):
         return AccountError(400, "ALREADY_REGISTERED", ALREADY_REGISTERED)
     settings = platform.settings
     customer, admin = await create_customer(tx, Profile(**signup.profile), email_verified=True)
     key, token = await create_accesskey(tx, customer.id, "signup", "Created at signup", settings.accesskey_default_expire_s)
     if settings.sandbox:
         await assign_virtual_number(tx, customer.id)
-    welcome = _welcome_mail(platform, customer, recovery.issue_link(tx, admin.id))
+    await end_pending_signups(tx, signup.email)
+    welcome = _welcome_mail(platform, customer, admin, recovery.issue_link(tx, admin.id))
     return Activated(Completed(customer=customer, accesskey=key, token=token), welcome)
 
 
@@ -176,32 +189,46 @@ def _check(signup: Signup | None, code_ok: bool, now: datetime) -> AccountError 
     return None
 
 
-async def _email_taken(platform: Platform, email: str) -> bool:
+async def end_pending_signups(tx: Tx, email: str) -> None:
+    """The address has an account now: every signup still pending for it is over."""
+    await tx.session.execute(delete(Signup).where(Signup.email == email.lower()))
+
+
+async def _owner_of(platform: Platform, email: str) -> str | None:
     async with platform.store.session() as session:
-        return await _email_taken_in(session, email)
+        return await _owner_in(session, email)
 
 
-async def _email_taken_in(session: AsyncSession, email: str) -> bool:
-    customers = await session.scalar(
-        select(func.count()).select_from(Customer).where(func.lower(Customer.email) == email, Customer.tm_delete.is_(None))
+async def _owner_in(session: AsyncSession, email: str) -> str | None:
+    """The agent an address belongs to (its login, or its customer's admin), if it has an account."""
+    agent_id = await session.scalar(
+        select(Agent.id).where(func.lower(Agent.username) == email, Agent.tm_delete.is_(None)).limit(1)
     )
-    agents = await session.scalar(
-        select(func.count()).select_from(Agent).where(func.lower(Agent.username) == email, Agent.tm_delete.is_(None))
+    if agent_id is not None:
+        return str(agent_id)
+    customer_id = await session.scalar(
+        select(Customer.id).where(func.lower(Customer.email) == email, Customer.tm_delete.is_(None)).limit(1)
     )
-    return bool(customers or agents)
+    if customer_id is None:
+        return None
+    admin_id = await session.scalar(
+        select(Agent.id).where(Agent.customer_id == customer_id, Agent.tm_delete.is_(None)).order_by(Agent.tm_create).limit(1)
+    )
+    return None if admin_id is None else str(admin_id)
 
 
-def _existing_mail(platform: Platform, email: str) -> EmailMessage:
+def _existing_mail(platform: Platform, email: str, owner_agent_id: str) -> EmailMessage:
     return compose(
         platform.settings.mail_from,
         email,
         "Someone tried to sign up with your email",
         "A signup was started with this address, which already has a VoIPBIN account.\n"
         "If it was you, log in instead (or use 'Forgot password'). Otherwise, ignore this email.\n",
+        audience=[agent_audience(owner_agent_id)],
     )
 
 
-def _welcome_mail(platform: Platform, customer: Customer, password_token: str) -> EmailMessage:
+def _welcome_mail(platform: Platform, customer: Customer, admin: Agent, password_token: str) -> EmailMessage:
     settings = platform.settings
     return compose(
         settings.mail_from,
@@ -213,4 +240,5 @@ def _welcome_mail(platform: Platform, customer: Customer, password_token: str) -
         f"Your access key was returned at signup; use it as ?accesskey= with the API.\n"
         f"The console is at {settings.base_url}/console/\n"
         f"SIP phones register to {settings.registrar_domain(customer.id)}.\n",
+        audience=[agent_audience(admin.id)],
     )

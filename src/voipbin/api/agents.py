@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from pydantic import Field
 from sqlalchemy import func, select
 
-from voipbin.accounts.signup import normalize_email
+from voipbin.accounts import recovery
+from voipbin.accounts.signup import end_pending_signups, normalize_email
 from voipbin.api.crud import apply_update, emit_change, get_owned, list_view, soft_delete
 from voipbin.api.deps import AdminDep, PagingDep, PlatformDep, Principal, StaffDep
 from voipbin.api.errors import bad_request, conflict, forbidden
@@ -60,6 +61,8 @@ async def create(body: AgentIn, platform: PlatformDep, who: AdminDep) -> AgentOu
     username = normalize_email(body.username)
     if username is None:
         raise bad_request("'username' must be an email address.")
+    if problem := recovery.password_problem(body.password, username):
+        raise bad_request(problem, "WEAK_PASSWORD")
     password_hash = await hash_secret(body.password)
     async with platform.store.transaction() as tx:
         taken = await tx.session.scalar(
@@ -80,6 +83,7 @@ async def create(body: AgentIn, platform: PlatformDep, who: AdminDep) -> AgentOu
             tm_create=tx.clock.now(),
         )
         tx.session.add(agent)
+        await end_pending_signups(tx, username)
         return emit_change(tx, agent, AgentOut, "agent", "created")
 
 
@@ -114,11 +118,14 @@ async def set_permission(agent_id: str, body: PermissionIn, platform: PlatformDe
 
 @router.put("/{agent_id}/password", response_model=AgentOut)
 async def set_password(agent_id: str, body: PasswordIn, platform: PlatformDep, who: AdminDep) -> AgentOut:
+    async with platform.store.session() as session:
+        username = (await get_owned(session, Agent, agent_id, who.customer_id, "agent")).username
+    if problem := recovery.password_problem(body.password, username):
+        raise bad_request(problem, "WEAK_PASSWORD")
     password_hash = await hash_secret(body.password)
     async with platform.store.transaction() as tx:
         agent = await get_owned(tx.session, Agent, agent_id, who.customer_id, "agent")
-        agent.password_hash = password_hash
-        agent.tm_update = tx.clock.now()
+        recovery.set_password(tx, agent, password_hash)
         return emit_change(tx, agent, AgentOut, "agent", "updated")
 
 

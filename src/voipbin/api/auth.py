@@ -10,14 +10,17 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from voipbin.accounts import recovery, signup
+from voipbin.accounts import email_change, recovery, signup
 from voipbin.accounts.customers import Profile
 from voipbin.accounts.errors import AccountError
 from voipbin.api.accesskeys import created_view
+from voipbin.api.crud import emit_change
+from voipbin.api.customers import announce_customer, check_webhook_target
 from voipbin.api.deps import PlatformDep
 from voipbin.api.errors import ApiError, unauthenticated
-from voipbin.api.schemas import AccesskeyCreated, CustomerOut, LongText, ShortText, Strict, WebhookMethod
+from voipbin.api.schemas import AccesskeyCreated, AgentOut, CustomerOut, LongText, ShortText, Strict, WebhookMethod
 from voipbin.auth.passwords import verify_secret
+from voipbin.store.db import Tx
 from voipbin.store.models import Agent, Customer
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -79,8 +82,14 @@ class LoginOut(BaseModel):
     token: str
 
 
-@router.post("/signup", response_model=SignupOut, summary="Start a headless signup (always 200)")
-async def post_signup(body: SignupIn, platform: PlatformDep) -> SignupOut:
+@router.post(
+    "/signup",
+    response_model=SignupOut,
+    summary="Start a headless signup (200 for any email, known or not)",
+    responses={429: {"description": "Too many signups from this client address"}},
+)
+async def post_signup(body: SignupIn, platform: PlatformDep, request: Request) -> SignupOut:
+    check_webhook_target(platform, body.webhook_uri)
     profile = Profile(
         email=body.email.strip(),
         name=body.name,
@@ -90,7 +99,10 @@ async def post_signup(body: SignupIn, platform: PlatformDep) -> SignupOut:
         webhook_method=body.webhook_method,
         webhook_uri=body.webhook_uri,
     )
-    return SignupOut(temp_token=await signup.start(platform, profile))
+    try:
+        return SignupOut(temp_token=await signup.start(platform, profile, _client(request)))
+    except AccountError as exc:
+        raise _api_error(exc, {"Retry-After": "3600"}) from None
 
 
 @router.post(
@@ -134,6 +146,25 @@ async def post_email_verify(body: EmailVerifyIn, platform: PlatformDep) -> Email
     )
 
 
+@router.get("/email-change", summary="The emailed link confirming a customer's new email: opens the console")
+async def get_email_change(token: Annotated[str, Query(max_length=64)] = "") -> RedirectResponse:
+    return RedirectResponse(f"/console/#/email-change?token={_hex_only(token)}", status_code=302)
+
+
+@router.post(
+    "/email-change",
+    response_model=CustomerOut,
+    summary="Confirm a customer's new email with its emailed link token",
+    responses={400: {"description": "Invalid, expired or used token"}},
+)
+async def post_email_change(body: EmailVerifyIn, platform: PlatformDep) -> CustomerOut:
+    try:
+        customer = await email_change.confirm(platform, body.token, announce_customer)
+    except AccountError as exc:
+        raise _api_error(exc) from None
+    return CustomerOut.model_validate(customer)
+
+
 @router.post("/password-forgot", summary="Mail a password reset link (always 200)")
 async def post_password_forgot(body: PasswordForgotIn, platform: PlatformDep) -> dict[str, str]:
     await recovery.forgot(platform, body.username)
@@ -152,14 +183,22 @@ async def get_password_reset(token: Annotated[str, Query(max_length=64)] = "") -
 )
 async def post_password_reset(body: PasswordResetIn, platform: PlatformDep) -> dict[str, str]:
     try:
-        await recovery.reset(platform, body.token, body.password)
+        await recovery.reset(platform, body.token, body.password, _announce_agent)
     except AccountError as exc:
         raise _api_error(exc) from None
     return {}
 
 
-def _api_error(exc: AccountError) -> ApiError:
-    return ApiError(exc.status_code, exc.reason, exc.message)
+def _api_error(exc: AccountError, headers: dict[str, str] | None = None) -> ApiError:
+    return ApiError(exc.status_code, exc.reason, exc.message, headers)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _announce_agent(tx: Tx, agent: Agent) -> None:
+    emit_change(tx, agent, AgentOut, "agent", "updated")
 
 
 def _hex_only(token: str) -> str:
@@ -175,10 +214,12 @@ def _hex_only(token: str) -> str:
 )
 async def post_login(body: LoginIn, platform: PlatformDep, request: Request, response: Response) -> LoginOut:
     settings = platform.settings
-    username = body.username.strip().lower()
-    # The same limits for every name, known or not, so a 429 reveals no account either.
-    counters = [(f"login:{username}", settings.login_failure_limit),
-                (f"login-from:{request.client.host if request.client else ''}", settings.login_failure_limit_per_address)]
+    username, source = body.username.strip().lower(), _client(request)
+    # Failures count against the pair (this name from this address) and the address, never the
+    # name alone: a guesser elsewhere cannot lock the owner out. The same limits hold for every
+    # name, known or not, so a 429 reveals no account either.
+    counters = [(f"login:{username}:{source}", settings.login_failure_limit),
+                (f"login-from:{source}", settings.login_failure_limit_per_address)]
     for key, limit in counters:
         if await platform.throttle.failures(key) >= limit:
             minutes = max(1, settings.login_failure_window_s // 60)
@@ -197,7 +238,9 @@ async def post_login(body: LoginIn, platform: PlatformDep, request: Request, res
             await platform.throttle.fail(key, settings.login_failure_window_s)
         raise unauthenticated("Wrong username or password.")
     await platform.throttle.clear(counters[0][0])
-    token = platform.jwt.issue(agent.id, agent.customer_id, agent.username, agent.permission, platform.clock.read())
+    token = platform.jwt.issue(
+        agent.id, agent.customer_id, agent.username, agent.permission, platform.clock.read(), agent.session_epoch
+    )
     response.set_cookie(
         "token", token, max_age=platform.settings.jwt_lifetime_s, httponly=True, secure=True, samesite="strict"
     )

@@ -10,8 +10,9 @@ from pydantic import Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from voipbin.accounts import email_change, recovery
 from voipbin.accounts.customers import Profile, assign_virtual_number, create_customer
-from voipbin.accounts.signup import normalize_email
+from voipbin.accounts.signup import end_pending_signups, normalize_email
 from voipbin.api.crud import page
 from voipbin.api.deps import AdminDep, PagingDep, PlatformDep, StaffDep, SuperadminDep
 from voipbin.api.errors import bad_request, conflict, not_found
@@ -20,6 +21,8 @@ from voipbin.auth.passwords import hash_secret
 from voipbin.auth.permissions import Permission
 from voipbin.core.ids import is_uuid
 from voipbin.events.topics import customer_topic
+from voipbin.mail.outbox import send_later
+from voipbin.runtime import Platform
 from voipbin.store.db import Tx
 from voipbin.store.models import Agent, Customer
 
@@ -59,6 +62,17 @@ class CustomerCreate(CustomerUpdate):
     password: Annotated[str, Field(min_length=8, max_length=1024)] = ""
 
 
+def check_webhook_target(platform: Platform, uri: str | None) -> None:
+    """400 for a webhook URI naming an address the platform will not connect to (names are checked per delivery)."""
+    if not uri:
+        return
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise bad_request("webhook_uri must be an http:// or https:// URL, or empty to stop webhooks.")
+    if problem := platform.egress.literal_problem(parts.hostname):
+        raise bad_request(f"webhook_uri: {problem}.", "WEBHOOK_TARGET_REFUSED")
+
+
 def _emit(tx: Tx, customer: Customer, action: str) -> None:
     tx.emit(customer.id, f"customer_{action}", CustomerOut.model_validate(customer).public(),
             [customer_topic(customer.id, "customer", customer.id)])
@@ -91,13 +105,29 @@ async def get_own(platform: PlatformDep, who: StaffDep) -> CustomerOut:
     return view.model_validate(customer)
 
 
-@router.put("/customer", response_model=CustomerSelf, summary="Update your account, e.g. its webhook")
+@router.put(
+    "/customer",
+    response_model=CustomerSelf,
+    summary="Update your account, e.g. its webhook",
+    description="A new `email` takes effect once its owner opens the confirmation link mailed to it.",
+)
 async def update_own(body: CustomerUpdate, platform: PlatformDep, who: AdminDep) -> CustomerSelf:
+    check_webhook_target(platform, body.webhook_uri)
+    confirmation = None
     async with platform.store.transaction() as tx:
         customer = await _live_customer(tx.session, who.customer_id)
-        _apply(customer, body, tx)
+        new_email = normalize_email(body.email) if body.email else None
+        if new_email is not None and new_email != customer.email.lower():
+            confirmation = await email_change.request(platform, tx, customer, new_email)
+        _apply(customer, body.model_copy(update={"email": None}), tx)
         _emit(tx, customer, "updated")
+    if confirmation is not None:
+        send_later(platform.mailer, confirmation)
     return CustomerSelf.model_validate(customer)
+
+
+def announce_customer(tx: Tx, customer: Customer) -> None:
+    _emit(tx, customer, "updated")
 
 
 @router.get("/customers", response_model=Page[CustomerOut], tags=["operator"])
@@ -109,9 +139,12 @@ async def list_all(platform: PlatformDep, _: SuperadminDep, paging: PagingDep) -
 
 @router.post("/customers", response_model=CustomerOut, tags=["operator"], summary="Create a customer and its admin")
 async def create(body: CustomerCreate, platform: PlatformDep, _: SuperadminDep) -> CustomerOut:
+    check_webhook_target(platform, body.webhook_uri)
     email = normalize_email(body.email)
     if email is None:
         raise bad_request("'email' is not a valid email address.")
+    if body.password and (problem := recovery.password_problem(body.password, email)):
+        raise bad_request(problem, "WEAK_PASSWORD")
     password_hash = await hash_secret(body.password) if body.password else ""
     async with platform.store.transaction() as tx:
         if await tx.session.scalar(select(Agent.id).where(Agent.username == email, Agent.tm_delete.is_(None))):
@@ -122,6 +155,7 @@ async def create(body: CustomerCreate, platform: PlatformDep, _: SuperadminDep) 
         )
         if platform.settings.sandbox:
             await assign_virtual_number(tx, customer.id)
+        await end_pending_signups(tx, email)
         _emit(tx, customer, "created")
     return CustomerOut.model_validate(customer)
 
@@ -134,6 +168,7 @@ async def get(customer_id: str, platform: PlatformDep, _: SuperadminDep) -> Cust
 
 @router.put("/customers/{customer_id}", response_model=CustomerOut, tags=["operator"])
 async def update(customer_id: str, body: CustomerUpdate, platform: PlatformDep, _: SuperadminDep) -> CustomerOut:
+    check_webhook_target(platform, body.webhook_uri)
     async with platform.store.transaction() as tx:
         customer = await _live_customer(tx.session, customer_id)
         _apply(customer, body, tx)

@@ -74,6 +74,8 @@ async def _from_jwt(platform: Platform, token: str) -> Principal:
     if found is None:
         raise unauthenticated("The account this token belongs to no longer exists.")
     agent: Agent = found[0]
+    if claims.epoch != agent.session_epoch:
+        raise unauthenticated("This token was issued before the password changed; log in again with POST /auth/login.")
     return Principal(
         customer_id=agent.customer_id,
         permission=Permission(agent.permission),

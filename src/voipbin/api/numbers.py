@@ -10,12 +10,13 @@ from sqlalchemy import select
 
 from voipbin.accounts.customers import VIRTUAL_PREFIX
 from voipbin.api.crud import apply_update, emit_change, get_owned, list_view, soft_delete
-from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
-from voipbin.api.errors import bad_request, conflict
+from voipbin.api.deps import PagingDep, PlatformDep, Principal, StaffDep
+from voipbin.api.errors import bad_request, conflict, forbidden
 from voipbin.api.schemas import LongText, NumberOut, Page, ShortText, Strict
 from voipbin.core.ids import is_uuid, new_id
 from voipbin.core.phone import E164_RULE, is_e164
-from voipbin.store.models import Number
+from voipbin.runtime import Platform
+from voipbin.store.models import Customer, Number
 
 router = APIRouter(prefix="/v1.0/numbers", tags=["numbers"])
 
@@ -36,6 +37,7 @@ class _FlowRefs(Strict):
 class NumberIn(_FlowRefs):
     number: E164
     type: Literal["normal", "virtual"] = "normal"
+    customer_id: Annotated[str, Field(max_length=36, description="The operator only: the customer to assign the number to.")] = ""
     call_flow_id: FlowId = ""
     message_flow_id: FlowId = ""
     name: ShortText = ""
@@ -49,12 +51,23 @@ class NumberUpdate(_FlowRefs):
     detail: LongText | None = None
 
 
-@router.post("", response_model=NumberOut, summary="Acquire a number")
+@router.post(
+    "",
+    response_model=NumberOut,
+    summary="Acquire a number",
+    description=f"Customers take virtual numbers ({VIRTUAL_PREFIX}…, which no carrier routes); a number of the "
+    "telephone network is the caller id carriers see, so only the operator assigns one (with `customer_id`).",
+)
 async def create(body: NumberIn, platform: PlatformDep, who: StaffDep) -> NumberOut:
     if not is_e164(body.number):
         raise bad_request(f"'number' must be E.164: {E164_RULE}.")
-    if body.type == "virtual" and not body.number.startswith(VIRTUAL_PREFIX):
+    virtual = body.number.startswith(VIRTUAL_PREFIX)
+    if body.type == "virtual" and not virtual:
         raise bad_request(f"Virtual numbers start with {VIRTUAL_PREFIX}.")
+    if not virtual and not who.is_superadmin:
+        raise forbidden(f"Only the operator assigns numbers of the telephone network; take a virtual number "
+                        f"({VIRTUAL_PREFIX}…) or ask the operator for {body.number}.")
+    owner = await _assignee(platform, who, body.customer_id)
     async with platform.store.transaction() as tx:
         taken = await tx.session.scalar(
             select(Number.id).where(Number.number == body.number, Number.tm_delete.is_(None))
@@ -64,14 +77,28 @@ async def create(body: NumberIn, platform: PlatformDep, who: StaffDep) -> Number
         now = tx.clock.now()
         number = Number(
             id=new_id(),
-            customer_id=who.customer_id,
+            customer_id=owner,
             status="active",
             tm_purchase=now,
             tm_create=now,
-            **body.model_dump(),
+            **body.model_dump(exclude={"customer_id"}),
         )
         tx.session.add(number)
         return emit_change(tx, number, NumberOut, "number", "created")
+
+
+async def _assignee(platform: Platform, who: Principal, customer_id: str) -> str:
+    if not customer_id or customer_id == who.customer_id:
+        return who.customer_id
+    if not who.is_superadmin:
+        raise forbidden("Only the operator assigns numbers to other customers.")
+    async with platform.store.session() as session:
+        exists = is_uuid(customer_id) and await session.scalar(
+            select(Customer.id).where(Customer.id == customer_id, Customer.tm_delete.is_(None))
+        )
+    if not exists:
+        raise bad_request(f"customer_id {customer_id} is not a customer of this install.")
+    return customer_id
 
 
 @router.get("", response_model=Page[NumberOut])

@@ -7,8 +7,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter
 from pydantic import Field
 
+from voipbin.accounts.defaults import ADMIN_USERNAME, default_password_in_use
 from voipbin.api.crud import apply_update, emit_change, get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, SuperadminDep
+from voipbin.api.errors import ApiError
 from voipbin.api.schemas import LongText, Page, ProviderOut, ShortText, Strict
 from voipbin.core.ids import new_id
 from voipbin.store.models import Provider
@@ -48,6 +50,9 @@ class ProviderUpdate(Strict):
 
 @router.post("", response_model=ProviderOut)
 async def create(body: ProviderIn, platform: PlatformDep, who: SuperadminDep) -> ProviderOut:
+    if await default_password_in_use(platform.store):
+        raise ApiError(403, "DEFAULT_CREDENTIALS", f"{ADMIN_USERNAME} still has its published password, so anyone could "
+                       "use a trunk through it; change that password before adding one.")
     async with platform.store.transaction() as tx:
         provider = Provider(id=new_id(), customer_id=who.customer_id, tm_create=tx.clock.now(), **body.model_dump())
         tx.session.add(provider)

@@ -7,6 +7,10 @@ an error frame and the connection stays open (VoIPBIN closes it; an error is kin
 
 A client that reconnects subscribes with ``"since": <the last cursor it saw>`` and first receives,
 from the durable event log, what matched its topics meanwhile (up to ``MAX_REPLAY`` events).
+
+A connection lives only as long as its credential: it is checked again whenever its account's
+access keys, agents or customer change (and every ``RECHECK_EVERY_S`` in any case), and the
+socket is closed (1008) once the key is deleted or expired, or the password changed.
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ MAX_TOPICS = 100
 MAX_FRAME_BYTES = 64 * 1024
 MAX_REPLAY = 10_000
 RECENTLY_SENT = 20_000  # event ids remembered to send nothing twice when replay meets live events
+RECHECK_EVERY_S = 60.0
+# Changes after which a connection's credential may no longer be valid.
+_CREDENTIAL_EVENTS = frozenset({
+    "accesskey_deleted", "accesskey_updated", "agent_updated", "agent_deleted", "customer_updated", "customer_deleted",
+})
 
 
 def authorize_topic(principal: Principal, pattern: str) -> str | None:
@@ -69,6 +78,7 @@ class EventStream:
         self.patterns: set[str] = set()
         self._sending = asyncio.Lock()  # a replay goes out whole, before live events that follow it
         self._sent: OrderedDict[str, None] = OrderedDict()
+        self.credential_changed = asyncio.Event()
 
     def topic_for(self, event: Event) -> str | None:
         for topic in event.topics:
@@ -78,6 +88,8 @@ class EventStream:
 
     async def pump_events(self) -> None:
         async for event in self.subscription:
+            if event.event_type in _CREDENTIAL_EVENTS and event.customer_id == self.principal.customer_id:
+                self.credential_changed.set()
             async with self._sending:
                 await self._send_event(event)
 
@@ -170,7 +182,23 @@ async def events_socket(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     stream = EventStream(websocket, principal, platform.bus.subscribe(), platform.store)
-    pump = asyncio.create_task(stream.pump_events())
+    revoked = asyncio.create_task(_until_credential_invalid(stream, platform, token, params.get("accesskey")))
+    tasks = (asyncio.create_task(stream.pump_events()), asyncio.create_task(_answer_frames(websocket, stream)), revoked)
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # a failure is raised here
+        if revoked in done:
+            with contextlib.suppress(Exception):
+                await websocket.close(code=1008, reason="Your credential was revoked or expired; connect with a new one.")
+    finally:
+        stream.subscription.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _answer_frames(websocket: WebSocket, stream: EventStream) -> None:
     try:
         while True:
             raw = await websocket.receive_text()
@@ -183,11 +211,21 @@ async def events_socket(websocket: WebSocket) -> None:
             await websocket.send_text(json.dumps(reply))
     except (WebSocketDisconnect, RuntimeError):
         pass
-    finally:
-        stream.subscription.close()
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await pump
+
+
+async def _until_credential_invalid(stream: EventStream, platform: Platform, token: str | None, accesskey: str | None) -> None:
+    """Returns once the connection's credential stops being valid."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stream.credential_changed.wait(), RECHECK_EVERY_S)
+        stream.credential_changed.clear()
+        try:
+            await authenticate(platform, token, accesskey)
+        except ApiError:
+            return
+        except Exception as exc:  # the database away: keep the connection, check again later
+            if unavailable(exc) is None:
+                raise
 
 
 async def _deny(websocket: WebSocket, exc: ApiError) -> None:

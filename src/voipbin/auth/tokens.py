@@ -22,6 +22,8 @@ class Claims:
     username: str
     permission: int
     expires: datetime
+    # The agent's session epoch when the token was issued; a password change raises the agent's.
+    epoch: int = 0
 
 
 class JwtSigner:
@@ -33,7 +35,9 @@ class JwtSigner:
         """Sign and verify with ``secret`` from now on (the install's shared one, once loaded)."""
         self._secret = secret
 
-    def issue(self, agent_id: str, customer_id: str, username: str, permission: int, now: datetime) -> str:
+    def issue(
+        self, agent_id: str, customer_id: str, username: str, permission: int, now: datetime, epoch: int = 0
+    ) -> str:
         expires = now + self.lifetime
         payload = {
             "type": "agent",
@@ -44,6 +48,7 @@ class JwtSigner:
                 "username": username,
                 "permission": permission,
             },
+            "epoch": epoch,
             "iat": int(now.timestamp()),
             "exp": int(expires.timestamp()),
             "expire": expires.isoformat(),
@@ -61,6 +66,7 @@ class JwtSigner:
                 username=str(agent["username"]),
                 permission=int(agent["permission"]),
                 expires=datetime.fromtimestamp(payload["exp"]).astimezone(),
+                epoch=int(payload.get("epoch", 0)),
             )
         except (jwt.PyJWTError, KeyError, TypeError, ValueError):
             return None

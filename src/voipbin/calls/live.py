@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from voipbin.calls import records
 from voipbin.calls.recording import CallRecording, RecordingError, RecordingOptions
+from voipbin.core.egress import EgressBlocked
+from voipbin.core.ids import new_id
 from voipbin.media.endpoint import RtpEndpoint
 from voipbin.sip.ua import CallState, SipCall
 from voipbin.store.models import Call, Recording
@@ -32,6 +34,15 @@ EVENT_FOR_STATE = {
 Dial = Callable[[], Awaitable[SipCall]]
 
 
+@dataclass(eq=False)
+class CallChain:
+    """Calls that caused one another: a flow's connect legs, and calls of ours that reached us
+    again through SIP. Bounded as a whole, so a number whose flow calls itself cannot multiply."""
+
+    id: str = field(default_factory=new_id)
+    call_ids: set[str] = field(default_factory=set)
+
+
 class LiveCall:
     """Keeps a Call row in step with its SIP leg, in order, and runs its flow once answered."""
 
@@ -51,6 +62,11 @@ class LiveCall:
         # connect: the call whose flow dialled this one, and the legs this call's flow dialled.
         self.master: LiveCall | None = None
         self.children: list[LiveCall] = []
+        self.chain = CallChain()
+        self.chain.call_ids.add(self.id)
+        # Max-Forwards of the INVITE that brought the call (legs it causes carry one less).
+        self.hops_left = 70
+        self._time_limit: asyncio.TimerHandle | None = None
         self.answered = asyncio.Event()
         self.sip: SipCall | None = None
         self.status = CallState.DIALING
@@ -65,6 +81,10 @@ class LiveCall:
         """Dial (or take an answered incoming leg), follow it to the end, and record the end."""
         try:
             self.sip = await dial()
+        except EgressBlocked as refusal:
+            log.info("call %s not dialled: %s", self.id, refusal)
+            await self._record(CallState.HANGUP, by="local", reason="failed")
+            return
         except Exception:
             log.exception("dialling call %s failed", self.id)
             await self._record(CallState.HANGUP, by="local", reason="failed")
@@ -75,15 +95,29 @@ class LiveCall:
             state = await self._changes.get()
             if state is self.status and state is not CallState.HANGUP:
                 continue
-            await self._record(state, by=self.sip.hangup_by, reason=self.sip.hangup_reason)
+            await self._record(state, by=self.sip.hangup_by, reason=self.sip.hangup_reason, cause=self.sip.hangup_cause)
             if state is CallState.PROGRESSING:
+                self._limit_duration()
                 self.manager.on_answered(self)
             if state is CallState.HANGUP:
                 return
 
-    async def hangup(self, reason: str = "normal") -> None:
+    async def hangup(self, reason: str = "normal", cause: str = "") -> None:
         if self.sip is not None:
-            await self.sip.hangup(reason)
+            await self.sip.hangup(reason, cause)
+
+    def join_chain(self, chain: CallChain) -> None:
+        self.chain.call_ids.discard(self.id)
+        self.chain = chain
+        chain.call_ids.add(self.id)
+
+    def _limit_duration(self) -> None:
+        """However long a flow sleeps or a bridge lasts, the call ends at the platform's maximum."""
+        limit = self.manager.platform.settings.max_call_duration_s
+        if limit > 0 and self._time_limit is None:
+            self._time_limit = asyncio.get_running_loop().call_later(
+                limit, lambda: self.manager.spawn(self.hangup("timeout", "max_duration"))
+            )
 
     async def start_recording(self, options: RecordingOptions) -> Recording:
         """Record the call until stopped, a limit, or hangup; one recording at a time."""
@@ -104,7 +138,7 @@ class LiveCall:
         if self.recording is not None:
             await self.recording.stop()
 
-    async def _record(self, state: CallState, by: str, reason: str) -> None:
+    async def _record(self, state: CallState, by: str, reason: str, cause: str = "") -> None:
         if self.status is CallState.HANGUP:
             return
         self.status = state
@@ -117,13 +151,13 @@ class LiveCall:
             self.answered.set()
         elif state is CallState.HANGUP:
             values.update(tm_hangup=now, hangup_by=by, hangup_reason=reason or "normal", action={})
+            if cause:  # what VoIPBIN's reasons cannot say: media_timeout, session_expired...
+                values["call_metadata"] = {"hangup_cause": cause}
         event = EVENT_FOR_STATE.get(state)
         await records.change(self.manager.store, Call, self.id, event, **values)
         if state is CallState.HANGUP:
+            if self._time_limit is not None:
+                self._time_limit.cancel()
+            self.chain.call_ids.discard(self.id)
             await self.manager.on_hangup(self)
             self.ended.set()
-
-    async def set_action(self, action: dict[str, Any]) -> None:
-        """The flow moved on: the call's current action, announced as call_updated."""
-        with contextlib.suppress(Exception):
-            await records.change(self.manager.store, Call, self.id, "call_updated", action=action)

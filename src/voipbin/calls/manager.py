@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from sqlalchemy import func, or_, select, update
 
+from voipbin.accounts.defaults import ADMIN_USERNAME, default_password_in_use
 from voipbin.calls import records
-from voipbin.calls.addresses import CallRequestError, Destination, check_source, resolve_destination
-from voipbin.calls.live import LiveCall
+from voipbin.calls.addresses import (
+    CallRequestError,
+    Destination,
+    check_source,
+    display_name,
+    resolve_destination,
+    trunk_caller,
+)
+from voipbin.calls.live import CallChain, LiveCall
 from voipbin.calls.runner import FlowRunner
 from voipbin.calls.speaking import SpeakingSession
+from voipbin.core.egress import EgressBlocked
 from voipbin.core.ids import new_id
 from voipbin.core.phone import is_e164
 from voipbin.flows.engine import CallHungUp
 from voipbin.sip.location import Binding
 from voipbin.sip.message import Address, Request
 from voipbin.sip.ua import CallState, SipCall
-from voipbin.sip.uri import SipUri
-from voipbin.store.models import Activeflow, Call, Extension, Flow, Groupcall, Number, Recording
+from voipbin.sip.uri import SipUri, escape_user
+from voipbin.store.models import Activeflow, Call, Extension, Flow, Groupcall, Number, Provider, Recording
 
 if TYPE_CHECKING:
     from voipbin.runtime import Platform
@@ -31,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LIVE_STATES = ("dialing", "ringing", "progressing", "terminating", "canceling")
+# Carries a call's chain on the INVITEs of the legs it causes (see calls.live.CallChain).
+CHAIN_HEADER = "X-Voipbin-Chain"
+DEFAULT_MAX_FORWARDS = 70
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,8 @@ class CallManager:
         self.clock = platform.clock
         self.live: dict[str, LiveCall] = {}
         self.speakings: dict[str, SpeakingSession] = {}
+        # Chains of live calls by id (a chain goes once its last call does), for calls that come back.
+        self._chains: weakref.WeakValueDictionary[str, CallChain] = weakref.WeakValueDictionary()
         self._master: LiveCall | None = None  # set while placing a connect's legs
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -106,6 +122,14 @@ class CallManager:
         async with self.store.session() as session:
             caller = source if master is not None else await check_source(session, customer_id, source)
             targets = [await resolve_destination(session, customer_id, i, d) for i, d in enumerate(destinations)]
+            await self._check_room(session, customer_id, len(targets), master)
+            for target in targets:
+                if target.sip_uri and (problem := self.platform.egress.literal_problem(SipUri.parse(target.sip_uri).host)):
+                    raise CallRequestError(problem, "SIP_TARGET_REFUSED")
+            trunk_identity = None
+            if any(target.provider is not None for target in targets):
+                await self._check_trunk_open()
+                trunk_identity = await trunk_caller(session, customer_id, caller, master.destination if master else None)
             if flow_id:
                 actions = await self._flow_actions(session, customer_id, flow_id)
         placed = Placed([], [])
@@ -115,10 +139,42 @@ class CallManager:
                 if target.kind == "extension":
                     placed.groupcalls.append(await self._ring_extension(customer_id, caller, target, actions, flow_id))
                 else:
-                    placed.calls.append(await self._dial(customer_id, caller, target, actions, flow_id))
+                    shown = trunk_identity if target.provider is not None and trunk_identity else caller
+                    placed.calls.append(await self._dial(customer_id, shown, target, actions, flow_id))
         finally:
             self._master = None
         return placed
+
+    async def _check_room(self, session: Any, customer_id: str, adding: int, master: LiveCall | None) -> None:
+        """Refuse calls beyond the customer's, or the calling chain's, bound of live calls."""
+        settings = self.platform.settings
+        if master is not None and master.hops_left <= 1:
+            raise CallRequestError("This call has come through too many hops (Max-Forwards) to place another.", "CALL_CHAIN_LIMIT")
+        if master is not None and len(master.chain.call_ids) + adding > settings.max_calls_per_chain:
+            raise CallRequestError(
+                f"This call already caused {len(master.chain.call_ids) - 1} others; a chain of calls holds at most "
+                f"{settings.max_calls_per_chain} (does a flow call its own number?).",
+                "CALL_CHAIN_LIMIT",
+            )
+        if await self._live_calls_of(session, customer_id) + adding > settings.max_live_calls_per_customer:
+            raise CallRequestError(
+                f"Your account has {settings.max_live_calls_per_customer} live calls, its limit; hang some up first.",
+                "CALL_LIMIT",
+            )
+
+    async def _live_calls_of(self, session: Any, customer_id: str) -> int:
+        count = await session.scalar(
+            select(func.count()).select_from(Call).where(Call.customer_id == customer_id, Call.status.in_(LIVE_STATES))
+        )
+        return int(count or 0)
+
+    async def _check_trunk_open(self) -> None:
+        if await default_password_in_use(self.store):
+            raise CallRequestError(
+                f"Calls to phone numbers are off while {ADMIN_USERNAME} has its published password "
+                "(anyone could log in and place paid calls); the operator must change it first.",
+                "DEFAULT_CREDENTIALS",
+            )
 
     async def _flow_actions(self, session: Any, customer_id: str, flow_id: str) -> list[dict[str, Any]]:
         flow = await session.scalar(
@@ -176,7 +232,8 @@ class CallManager:
         callee = f"sip:{extension.extension}@{self.platform.settings.registrar_domain(customer_id)}"
         for call, binding in zip(calls, bindings or [None]):
             dial_to = [binding] if binding is not None else []
-            self._start(call, actions, lambda b=dial_to: self.platform.sip.ua.call(b, self._caller_address(caller), callee))
+            hops = self._onward(self._master)
+            self._start(call, actions, lambda b=dial_to: self.platform.sip.ua.call(b, self._caller_address(caller), callee, **hops))
         return group
 
     async def _dial(
@@ -184,10 +241,19 @@ class CallManager:
     ) -> Call:
         call = self._new_call(customer_id, caller, target.address, flow_id)
         await records.add(self.store, call, "call_created")
-        self._start(call, actions, lambda: self._dial_uri(caller, target))
+        hops = self._onward(self._master)
+        self._start(call, actions, lambda: self._dial_uri(caller, target, hops))
         return call
 
-    async def _dial_uri(self, caller: dict[str, Any], target: Destination) -> SipCall:
+    @staticmethod
+    def _onward(master: LiveCall | None) -> dict[str, Any]:
+        """What a leg placed for ``master`` tells the next hop: the hops left, and the chain it
+        belongs to, so that a call which comes back to us joins its chain (and its bound)."""
+        if master is None:
+            return {}
+        return {"max_forwards": master.hops_left - 1, "headers": [(CHAIN_HEADER, master.chain.id)]}
+
+    async def _dial_uri(self, caller: dict[str, Any], target: Destination, hops: dict[str, Any]) -> SipCall:
         if target.provider is not None:
             provider = target.provider
             number = target.address["target"]
@@ -197,16 +263,31 @@ class CallManager:
         else:
             parsed = SipUri.parse(target.sip_uri)
             uri = target.sip_uri
-            peer = (parsed.transport or "udp", await _resolve(parsed.host.strip("[]")), parsed.port or 5060)
+            peer = (parsed.transport or "udp", await self._sip_destination(parsed), parsed.port or 5060)
             auth = None
         binding = Binding(customer_id="", extension="", contact=uri, source=peer, expires_at=float("inf"))
-        return await self.platform.sip.ua.call([binding], self._caller_address(caller), uri, auth=auth)
+        return await self.platform.sip.ua.call([binding], self._caller_address(caller), uri, auth=auth, **hops)
+
+    async def _sip_destination(self, uri: SipUri) -> str:
+        """The address a customer's ``sip:`` destination may be called at: a permitted one, not a trunk's."""
+        kind = socket.SOCK_STREAM if uri.transport == "tcp" else socket.SOCK_DGRAM
+        address = (await self.platform.egress.resolve(uri.host, uri.port or 5060, kind))[0]
+        async with self.store.session() as session:
+            trunks = (await session.scalars(select(Provider.hostname).where(Provider.tm_delete.is_(None)))).all()
+        for host in trunks:
+            with contextlib.suppress(OSError):
+                if address == await _resolve(host):
+                    raise EgressBlocked(f"{uri.host} is a trunk of this platform; call phone numbers as 'tel' destinations")
+        return address
 
     def _start(self, call: Call, actions: list[dict[str, Any]], dial: Any) -> None:
         live = LiveCall(self, call, actions)
         if self._master is not None:
             live.master = self._master
+            live.hops_left = self._master.hops_left - 1
+            live.join_chain(self._master.chain)
             self._master.children.append(live)
+        self._chains[live.chain.id] = live.chain
         self.live[call.id] = live
         task = asyncio.create_task(live.run(dial), name=f"call-{call.id}")
         self._tasks.add(task)
@@ -228,8 +309,22 @@ class CallManager:
             leg.reject(404, "No Such Number")
             return
         call, actions = route
+        settings = self.platform.settings
+        chain = self._chains.get(request.headers.get(CHAIN_HEADER) or "")
+        if chain is not None and len(chain.call_ids) >= settings.max_calls_per_chain:
+            leg.reject(482, "Loop Detected")  # a flow calling its own number, round and round
+            return
+        async with self.store.session() as session:
+            busy = await self._live_calls_of(session, call.customer_id) >= settings.max_live_calls_per_customer
+        if busy:
+            leg.reject(486, "Busy Here")
+            return
         await records.add(self.store, call, "call_created")
         live = LiveCall(self, call, actions)
+        live.hops_left = request.max_forwards if request.max_forwards is not None else DEFAULT_MAX_FORWARDS
+        if chain is not None:
+            live.join_chain(chain)
+        self._chains[live.chain.id] = live.chain
         live.status, live.sip = CallState.RINGING, leg
         self.live[call.id] = live
         self._start_flow(live)
@@ -381,8 +476,9 @@ class CallManager:
             await records.change(self.store, Activeflow, activeflow.id, "activeflow_updated", status="ended", current_action={})
 
     def _caller_address(self, caller: dict[str, Any]) -> Address:
-        user = caller.get("target") or "anonymous"
-        return Address(f"sip:{user}@{self.platform.settings.domain}", caller.get("name") or caller.get("target_name") or "")
+        user = escape_user(caller.get("target") or "anonymous")
+        name = display_name(caller.get("name") or caller.get("target_name") or "")
+        return Address(f"sip:{user}@{self.platform.settings.domain}", name)
 
     def spawn(self, coro: Any) -> None:
         """Run in the background for as long as the platform runs; failures are logged."""

@@ -17,6 +17,7 @@ from voipbin.calls import records
 from voipbin.calls.addresses import CallRequestError
 from voipbin.calls.recording import RecordingError, RecordingOptions
 from voipbin.calls.transcription import TranscribeSession
+from voipbin.core.egress import EgressBlocked, EgressPolicy, describe_failure, egress_client
 from voipbin.core.ids import new_id
 from voipbin.flows import engine as fe
 from voipbin.flows.actions import parse_actions
@@ -70,6 +71,14 @@ class FlowRunner:
         await asyncio.wait_for(self.ended.wait(), 10)
 
     async def run(self) -> None:
+        """Run the flow to its end; a failure of the runner itself hangs the call up (``failed``)."""
+        try:
+            await self._run()
+        except Exception:
+            log.exception("the flow of call %s failed; hanging up", self.live.id)
+            self.manager.spawn(self.live.hangup("failed", "flow_failed"))
+
+    async def _run(self) -> None:
         clock = self.manager.clock
         flow = fe.ActiveFlow(
             self.flow_id, parse_actions(self.live.actions), self._variables(), clock.now(), activeflow_id=self.id
@@ -141,9 +150,11 @@ class FlowRunner:
         await handler(command)
 
     async def _do_ActionStarted(self, command: fe.ActionStarted) -> None:
+        """The flow moved on: the call's and the activeflow's current action, in one write."""
         action = command.action.to_dict()
-        await self.live.set_action(action)
-        await records.change(self.manager.store, Activeflow, self.id, None, current_action=action)
+        async with self.manager.store.transaction() as tx:
+            await records.update(tx, Call, self.live.id, "call_updated", action=action)
+            await records.update(tx, Activeflow, self.id, None, current_action=action)
 
     async def _do_Answer(self, command: fe.Answer) -> None:
         await self._answer_if_ringing()
@@ -168,9 +179,13 @@ class FlowRunner:
         self._spawn(self._fetch_and_play(command))
 
     async def _fetch_and_play(self, command: fe.Play) -> None:
+        egress = self.manager.platform.egress
         try:
-            pcm = b"".join([await _fetch_audio_as_pcm8k(url, self._read_storage_file) for url in command.urls])
-        except (httpx.HTTPError, ValueError) as error:
+            pcm = b"".join([await _fetch_audio_as_pcm8k(url, egress, self._read_storage_file) for url in command.urls])
+        except (httpx.HTTPError, EgressBlocked) as error:
+            self.post(fe.CommandFailed(command.token, f"cannot play: {describe_failure(error)}"))
+            return
+        except ValueError as error:
             self.post(fe.CommandFailed(command.token, f"cannot play: {error}"))
             return
         endpoint = self.live.endpoint
@@ -228,7 +243,10 @@ class FlowRunner:
         self.manager.spawn(self.live.hangup(command.reason or "normal"))
 
     async def _do_FlowEnded(self, command: fe.FlowEnded) -> None:
-        if command.reason != fe.HUNG_UP and not self._stopped_from_api:
+        if command.reason == fe.LIMIT:
+            log.info("the flow of call %s went past a limit: %s", self.live.id, command.detail)
+            self.manager.spawn(self.live.hangup("failed", "flow_limit"))
+        elif command.reason != fe.HUNG_UP and not self._stopped_from_api:
             # VoIPBIN hangs up a call whose flow has nothing more to do.
             self.manager.spawn(self.live.hangup("normal"))
 
@@ -301,15 +319,15 @@ class FlowRunner:
 
     async def _send_webhook(self, command: fe.SendWebhook) -> None:
         try:
-            async with httpx.AsyncClient(timeout=5) as client:
+            async with egress_client(self.manager.platform.egress, timeout=5) as client:
                 await client.request(
                     command.method or "POST",
                     command.uri,
                     content=command.data.encode() if isinstance(command.data, str) else b"",
                     headers={"Content-Type": command.data_type or "application/json"},
                 )
-        except (httpx.HTTPError, ValueError) as error:
-            log.info("webhook_send to %s failed: %s", command.uri, error)
+        except (httpx.HTTPError, EgressBlocked, ValueError) as error:
+            log.info("webhook_send of call %s failed: %s", self.live.id, describe_failure(error))
         if command.sync:
             self.post(fe.WebhookDone(command.token))
 
@@ -324,8 +342,10 @@ def storage_file_path(data_dir: Path, customer_id: str, file_id: str) -> Path:
     return data_dir / "storage" / customer_id / file_id
 
 
-async def _fetch_audio_as_pcm8k(url: str, read_storage_file: Callable[[str], Awaitable[bytes]] | None = None) -> bytes:
-    """An audio file (WAV, MP3, ...) from a URL as 8 kHz 16-bit mono PCM.
+async def _fetch_audio_as_pcm8k(
+    url: str, egress: EgressPolicy, read_storage_file: Callable[[str], Awaitable[bytes]] | None = None
+) -> bytes:
+    """An audio file (WAV, MP3, ...) from a URL as 8 kHz 16-bit mono PCM, fetched within ``egress``.
 
     With ``read_storage_file``, a storage file URL is read through it instead of over HTTP.
     """
@@ -334,7 +354,7 @@ async def _fetch_audio_as_pcm8k(url: str, read_storage_file: Callable[[str], Awa
         data = await read_storage_file(storage_file[1])
     else:
         buffer = bytearray()
-        async with httpx.AsyncClient(timeout=10, follow_redirects=True) as client, client.stream("GET", url) as response:
+        async with egress_client(egress, timeout=10, follow_redirects=True) as client, client.stream("GET", url) as response:
             response.raise_for_status()
             async for chunk in response.aiter_bytes():
                 buffer += chunk
@@ -349,17 +369,19 @@ async def _fetch_audio_as_pcm8k(url: str, read_storage_file: Callable[[str], Awa
 
 async def _first_answered(legs: list[LiveCall]) -> LiveCall | None:
     """The first leg to answer, or None once every leg has ended unanswered."""
-    pending = {asyncio.ensure_future(leg.answered.wait()): leg for leg in legs}
-    all_ended = asyncio.ensure_future(asyncio.gather(*(leg.ended.wait() for leg in legs)))
-    try:
-        while pending:
-            done, _ = await asyncio.wait([*pending, all_ended], return_when=asyncio.FIRST_COMPLETED)
-            for waiter in done:
-                if waiter in pending:
-                    return pending[waiter]
-            if all_ended in done:
-                return None
+    if not legs:
         return None
+    answers = {asyncio.ensure_future(leg.answered.wait()): leg for leg in legs}
+    endings = [asyncio.ensure_future(leg.ended.wait()) for leg in legs]
+    try:
+        while True:
+            done, _ = await asyncio.wait([*answers, *endings], return_when=asyncio.FIRST_COMPLETED)
+            answered = [answers[waiter] for waiter in done if waiter in answers]
+            if answered:
+                return answered[0]
+            if all(ending.done() for ending in endings):
+                return None
     finally:
-        for waiter in [*pending, all_ended]:
+        # Plain waiters, not a gather: a cancelled gather leaves an exception nobody retrieves.
+        for waiter in [*answers, *endings]:
             waiter.cancel()

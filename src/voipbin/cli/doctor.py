@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import os
 import socket
 import tempfile
@@ -24,9 +25,14 @@ from cryptography import x509
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from voipbin.accounts.defaults import ADMIN_USERNAME, default_password_in_use
 from voipbin.config import Settings
+from voipbin.core.clock import Clock
+from voipbin.core.egress import EgressPolicy, is_public
+from voipbin.events.bus import InProcessBus
 from voipbin.server import tls_names
 from voipbin.speech.service import SpeechService
+from voipbin.store.db import Store
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -44,7 +50,7 @@ Check = Callable[[Settings], Awaitable[list[Finding]]]
 
 async def run_checks(settings: Settings, *, speech: bool = True) -> list[Finding]:
     checks: list[Check] = [check_data_dir, check_ports, check_rtp_ports, check_certificate, check_database,
-                           check_redis, check_public_address, check_smtp]
+                           check_redis, check_public_address, check_smtp, check_exposure]
     if speech:
         checks.append(check_speech)
     findings: list[Finding] = []
@@ -221,6 +227,61 @@ async def check_smtp(settings: Settings) -> list[Finding]:
         return [Finding("mail", "fail", f"cannot reach {parts.hostname}:{port}: {error or 'timed out'}",
                         "check --smtp-url, and that outgoing SMTP is allowed from this host")]
     return [Finding("mail", "ok", f"SMTP server {parts.hostname}:{port} reachable")]
+
+
+async def check_exposure(settings: Settings) -> list[Finding]:
+    """What an outsider could do: log in with the published password, read the sandbox mailbox,
+    or make the platform connect into the operator's own network."""
+    return [await _operator_password_finding(settings), *_mailbox_findings(settings), *_egress_findings(settings)]
+
+
+async def _operator_password_finding(settings: Settings) -> Finding:
+    reachable = settings.exposed
+    where = "reachable from other machines" if reachable else "on loopback only"
+    if settings.db_url.startswith("sqlite") and not (settings.data_dir / "voipbin.db").exists():
+        if settings.admin_password:
+            return Finding("operator password", "ok", f"{ADMIN_USERNAME} will get the password of VOIPBIN_ADMIN_PASSWORD")
+        return Finding("operator password", "warn" if not reachable else "fail",
+                       f"{ADMIN_USERNAME} will start with its published password ({where})",
+                       "start with VOIPBIN_ADMIN_PASSWORD=<a strong password>")
+    store = Store(settings.db_url, InProcessBus(), Clock())
+    try:
+        default = await default_password_in_use(store)
+    except Exception as error:  # the database check above reports why
+        return Finding("operator password", "warn", f"not checked: {type(error).__name__}")
+    finally:
+        await store.close()
+    if not default:
+        return Finding("operator password", "ok", f"{ADMIN_USERNAME} has a password of its own")
+    fix = "restart with VOIPBIN_ADMIN_PASSWORD=<a strong password>"
+    if reachable:
+        detail = ("published password while reachable from other machines: anyone can log in as the operator"
+                  if settings.insecure_sandbox else "published password: the platform refuses to start reachable like this")
+        return Finding("operator password", "fail", detail, fix)
+    return Finding("operator password", "warn", f"published password ({where}; trunks stay closed until it changes)", fix)
+
+
+def _mailbox_findings(settings: Settings) -> list[Finding]:
+    if settings.exposed and settings.sandbox and not settings.smtp_url:
+        return [Finding("mail", "warn", "no SMTP server: signups verify no address (the sandbox mailbox shows codes on this host)",
+                        "set --smtp-url so that verification mail reaches the address's owner")]
+    return []
+
+
+def _egress_findings(settings: Settings) -> list[Finding]:
+    try:
+        policy = EgressPolicy.from_setting(settings.egress_allow)
+    except ValueError as error:
+        return [Finding("egress", "fail", str(error), "fix VOIPBIN_EGRESS_ALLOW: comma-separated addresses or CIDR ranges")]
+    private = [str(network) for network in policy.allowed if not is_public(network.network_address)]
+    if not private:
+        return [Finding("egress", "ok", "customers' webhooks, play URLs and SIP destinations reach public addresses only")]
+    metadata = any(ipaddress.ip_address("169.254.169.254") in network for network in policy.allowed if network.version == 4)
+    detail = f"customers' webhooks, play URLs and SIP destinations may reach {', '.join(private)} on your network"
+    if metadata:
+        return [Finding("egress", "fail", detail + ", including the cloud metadata address 169.254.169.254",
+                        "narrow VOIPBIN_EGRESS_ALLOW to the receivers you trust")]
+    return [Finding("egress", "warn", detail, "allow only the addresses of receivers you trust (VOIPBIN_EGRESS_ALLOW)")]
 
 
 async def check_speech(settings: Settings) -> list[Finding]:

@@ -14,7 +14,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from voipbin import __version__
-from voipbin.accounts.bootstrap import ADMIN_PASSWORD, ADMIN_USERNAME, SandboxFacts, sandbox_facts
+from voipbin.accounts.bootstrap import DefaultCredentials, DemoExtension, SandboxFacts, sandbox_facts
+from voipbin.accounts.defaults import ADMIN_PASSWORD, ADMIN_USERNAME
 from voipbin.cli.doctor import run_checks
 from voipbin.config import Settings, from_env
 from voipbin.core.tls import ensure_certificate
@@ -26,7 +27,9 @@ app = typer.Typer(help="A self-hosted VoIPBIN-compatible voice platform.", no_ar
 console = Console()
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Where the database, keys and mail live. [env VOIPBIN_DATA_DIR; default ./data]")]
-Host = Annotated[str | None, typer.Option("--host", help="Address to listen on. [env VOIPBIN_HOST; default 0.0.0.0]")]
+Host = Annotated[str | None, typer.Option("--host", help="Address to listen on; beyond loopback needs a chosen admin password. [env VOIPBIN_HOST; default 127.0.0.1]")]
+EgressAllow = Annotated[str | None, typer.Option("--egress-allow", help="Address ranges customers' webhooks, play URLs and SIP destinations may reach besides public addresses, e.g. 10.0.0.0/8. [env VOIPBIN_EGRESS_ALLOW]")]
+InsecureSandbox = Annotated[bool, typer.Option("--insecure-sandbox", help="Listen beyond loopback even with the published admin password. [env VOIPBIN_INSECURE_SANDBOX]")]
 ApiPort = Annotated[int | None, typer.Option("--api-port", help="HTTPS API port. [env VOIPBIN_API_PORT; default 8443]")]
 HttpPort = Annotated[int | None, typer.Option("--http-port", help="Plain HTTP port for local tools. [env VOIPBIN_HTTP_PORT; default 8080]")]
 SipPort = Annotated[int | None, typer.Option("--sip-port", help="SIP UDP/TCP port. [env VOIPBIN_SIP_PORT; default 5060]")]
@@ -71,9 +74,13 @@ def start(
     redis_url: RedisUrl = None,
     role: Role = None,
     smtp_url: SmtpUrl = None,
+    egress_allow: EgressAllow = None,
+    insecure_sandbox: InsecureSandbox = False,
 ) -> None:
     """Run the whole platform in the foreground (Ctrl-C stops it)."""
     settings = _settings(
+        egress_allow=egress_allow,
+        insecure_sandbox=insecure_sandbox or None,
         data_dir=data_dir,
         host=host,
         api_port=api_port,
@@ -98,6 +105,10 @@ def start(
         asyncio.run(serve(settings, announce))
     except KeyboardInterrupt:
         pass
+    except DefaultCredentials as refusal:
+        status.stop()
+        console.print(f"[bold red]Not starting:[/] {refusal}", soft_wrap=True, highlight=False)
+        raise typer.Exit(1) from None
     finally:
         status.stop()
     console.print("[yellow]stopped[/]")
@@ -111,16 +122,25 @@ def _banner(settings: Settings, facts: SandboxFacts) -> None:
     table.add_row("API (HTTP, local tools)", where.http)
     table.add_row("Events WebSocket", where.websocket)
     table.add_row("SIP registrar", f"{where.sip}  domain: <customer-id>.registrar.{settings.domain}")
-    table.add_row("Admin login", f"{ADMIN_USERNAME} / {ADMIN_PASSWORD}")
+    table.add_row("Admin login", f"{ADMIN_USERNAME} / {ADMIN_PASSWORD}" if facts.default_password else f"{ADMIN_USERNAME} / (your password)")
     if settings.sandbox:
-        table.add_row("Demo extensions", "1000, 2000, 3000 (passwords pass1000, pass2000, pass3000)")
+        for demo in facts.demo_extensions:
+            table.add_row(f"Demo extension {demo.extension}", f"password {demo.password}")
         table.add_row("  their SIP domain", settings.registrar_domain(facts.customer_id))
         table.add_row("Demo number", facts.demo_number or "none")
         table.add_row("Mailbox", f"{where.api}/console/#/mailbox  or  voipbin mail --data-dir {settings.data_dir}")
     table.add_row("Data", str(settings.data_dir.resolve()))
     console.print(Panel(table, title=f"VoIPBIN {__version__} is running", subtitle="Ctrl-C to stop"))
-    console.print(f"Register a softphone as 1000 / pass1000, then place your first call:\n{_first_call(where.api, facts.demo_number)}",
-                  soft_wrap=True, highlight=False)
+    if facts.default_password:
+        console.print(
+            f"[bold red]{ADMIN_USERNAME} has its published password.[/] Anyone who reaches this install can log in as "
+            "the operator, so it listens on loopback only and calls no phone numbers until you change it "
+            "(restart with VOIPBIN_ADMIN_PASSWORD=<a strong password>). `voipbin doctor` explains.",
+            soft_wrap=True, highlight=False,
+        )
+    first = facts.demo_extensions[0] if facts.demo_extensions else DemoExtension("1000", "")
+    console.print(f"Register a softphone as {first.extension} / {first.password}, then place your first call:\n"
+                  f"{_first_call(where.api, facts.demo_number, facts.default_password)}", soft_wrap=True, highlight=False)
     if not settings.public_address:
         console.print(
             "[dim]Phones on other machines need an address they can reach: "
@@ -128,8 +148,8 @@ def _banner(settings: Settings, facts: SandboxFacts) -> None:
         )
 
 
-def _first_call(api: str, number: str) -> str:
-    login = json.dumps({"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+def _first_call(api: str, number: str, default_password: bool) -> str:
+    login = json.dumps({"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD if default_password else "<your password>"})
     call = json.dumps({
         "source": {"type": "tel", "target": number or "+15550000000"},
         "destinations": [{"type": "extension", "target_name": "1000"}],
@@ -153,12 +173,13 @@ def doctor(
     database_url: DatabaseUrl = None,
     redis_url: RedisUrl = None,
     smtp_url: SmtpUrl = None,
+    egress_allow: EgressAllow = None,
     speech: Annotated[bool, typer.Option("--speech/--no-speech", help="Also speak and recognise a sentence.")] = True,
 ) -> None:
-    """Check ports, certificate, database, addresses, mail and speech engines; print a fix for each problem."""
+    """Check ports, certificate, database, addresses, mail, exposure and speech engines; print a fix for each problem."""
     settings = _settings(data_dir=data_dir, host=host, api_port=api_port, http_port=http_port, sip_port=sip_port,
                          public_address=public_address, database_url=database_url, redis_url=redis_url,
-                         smtp_url=smtp_url)
+                         smtp_url=smtp_url, egress_allow=egress_allow)
     with console.status("Checking…"):
         findings = asyncio.run(run_checks(settings, speech=speech))
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}

@@ -2,8 +2,9 @@
 
 Deliveries are rows written in the transaction that produced the event, so a crash or restart
 loses none. The dispatcher claims due rows, POSTs them (or the configured method), and on a
-timeout, connection error or 5xx retries with exponential backoff; a 4xx is final. The delivery
-id header stays the same across retries so receivers can drop duplicates.
+timeout, connection error or 5xx retries with exponential backoff; a 4xx is final, and so is a
+target the egress policy refuses (core.egress). The delivery id header stays the same across
+retries so receivers can drop duplicates.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import httpx
@@ -23,6 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from voipbin.core.clock import Clock, format_timestamp
+from voipbin.core.egress import EgressBlocked, EgressPolicy, describe_failure, egress_client
 from voipbin.core.ids import new_id
 from voipbin.events.model import Event
 from voipbin.store.db import Store
@@ -84,32 +86,52 @@ class RetryPolicy:
         return timedelta(seconds=min(self.max_s, self.base_s * 2 ** max(0, attempts - 1)))
 
 
+@dataclass(eq=False)
+class _Lane:
+    """One customer's claimed deliveries, sent in order by one task of their own."""
+
+    customer_id: str
+    rows: list[WebhookDelivery]
+    untried: set[str]
+    # Sent, but the outcome could not be written (the database went away): written on settling.
+    outcomes: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
 class WebhookDispatcher:
-    BATCH = 100
+    """Claims due deliveries and sends them, each customer in a lane of its own.
+
+    A customer's deliveries go out one at a time, in order; different customers' go out at once
+    (up to ``MAX_LANES``), so a receiver that is slow or away delays only its own customer's.
+    """
+
+    LANE_BATCH = 20  # a lane's rows per claim
+    MAX_LANES = 32  # customers delivered to at once
     ERROR_PAUSE_S = 1.0  # after a failed round (the database away): try again this soon
     RELEASE_EVERY_S = 5.0  # how often claims whose lease ran out go back to the queue
 
-    def __init__(self, store: Store, clock: Clock, policy: RetryPolicy) -> None:
+    def __init__(self, store: Store, clock: Clock, egress: EgressPolicy, policy: RetryPolicy) -> None:
         self._store = store
         self._clock = clock
+        self._egress = egress
         self._policy = policy
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
-        # A round that failed (the database went away) leaves rows it claimed 'sending': the next
-        # round records the outcomes of those already sent, and puts the others back in the queue.
-        self._held: set[str] = set()
-        self._outcomes: dict[str, dict[str, object]] = {}
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        # Lanes that failed (the database went away) with rows still 'sending': the dispatcher
+        # records the outcomes of those sent and puts the others back in the queue.
+        self._unsettled: list[_Lane] = []
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self._policy.timeout_s, follow_redirects=False)
+        self._client = egress_client(self._egress, timeout=self._policy.timeout_s)
         await self._release_stale_claims()
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, *self._lanes.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._client:
             await self._client.aclose()
 
@@ -124,79 +146,99 @@ class WebhookDispatcher:
                     # Claims of a node that died mid-send come back even while every node runs on.
                     await self._release_stale_claims()
                     released = asyncio.get_running_loop().time()
-                if not await self.deliver_due():
+                await self._settle()
+                self._wakeup.clear()  # before looking: what happens from here on wakes the sleep below
+                if not await self._open_lanes():
                     await self._sleep_until_due()
             except Exception:  # the database may be away for a while; go on once it is back
                 log.exception("webhook dispatch round failed")
                 await asyncio.sleep(self.ERROR_PAUSE_S)
 
     async def _sleep_until_due(self) -> None:
-        async with self._store.session() as session:
-            next_at = await session.scalar(
-                select(WebhookDelivery.next_attempt_at)
-                .where(WebhookDelivery.status == PENDING)
-                .order_by(WebhookDelivery.next_attempt_at)
-                .limit(1)
-            )
+        """Until a delivery of an idle customer is due, a lane ends, or an event arrives."""
         timeout = 60.0
-        if next_at is not None:
-            timeout = max(0.0, min(timeout, (next_at - self._clock.read()).total_seconds()))
-        self._wakeup.clear()
+        if len(self._lanes) < self.MAX_LANES:
+            async with self._store.session() as session:
+                next_at = await session.scalar(
+                    select(WebhookDelivery.next_attempt_at)
+                    .where(WebhookDelivery.status == PENDING, WebhookDelivery.customer_id.not_in(list(self._lanes)))
+                    .order_by(WebhookDelivery.next_attempt_at)
+                    .limit(1)
+                )
+            if next_at is not None:
+                timeout = max(0.0, min(timeout, (next_at - self._clock.read()).total_seconds()))
         try:
             await asyncio.wait_for(self._wakeup.wait(), timeout)
         except TimeoutError:
             pass
 
-    async def deliver_due(self) -> bool:
-        """Deliver one batch of due rows; True when a batch was found (more may wait)."""
-        if self._held:
-            await self._settle()
-        claimed = await self._claim_due()
-        if not claimed:
+    async def _open_lanes(self) -> bool:
+        """Start a lane for each customer with due deliveries and none running; True when any started."""
+        room = self.MAX_LANES - len(self._lanes)
+        if room <= 0:
             return False
-        self._held.update(row.id for row in claimed)
-        by_customer: dict[str, list[WebhookDelivery]] = defaultdict(list)
-        for delivery in claimed:
-            by_customer[delivery.customer_id].append(delivery)
-        # Every customer's run ends before a failure is raised: none may still be sending when
-        # the next round releases what this one held.
-        results = await asyncio.gather(*(self._deliver_in_order(rows) for rows in by_customer.values()),
-                                       return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return True
+        claimed = await self._claim_due(room)
+        for customer_id, rows in claimed.items():
+            lane = _Lane(customer_id, rows, {row.id for row in rows})
+            task = asyncio.create_task(self._run_lane(lane), name=f"webhooks-{customer_id}")
+            self._lanes[customer_id] = task
+            task.add_done_callback(lambda _t, c=customer_id: self._lane_ended(c))
+        return bool(claimed)
+
+    def _lane_ended(self, customer_id: str) -> None:
+        self._lanes.pop(customer_id, None)
+        self._wakeup.set()
+
+    async def _run_lane(self, lane: _Lane) -> None:
+        try:
+            await self._deliver_in_order(lane)
+        except Exception:
+            log.exception("webhook deliveries of customer %s stopped", lane.customer_id)
+            self._unsettled.append(lane)
 
     async def _settle(self) -> None:
-        """What a failed round left: outcomes known but not recorded, and rows not tried yet."""
-        untried = self._held - self._outcomes.keys()
-        async with self._store.transaction() as tx:
-            for row_id, values in self._outcomes.items():
-                await tx.session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row_id).values(**values))
-            if untried:
-                await tx.session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id.in_(list(untried)), WebhookDelivery.status == SENDING)
-                    .values(status=PENDING, next_attempt_at=self._clock.read())
-                )
-        self._held.clear()
-        self._outcomes.clear()
+        """What failed lanes left: outcomes known but not recorded, and rows not tried yet."""
+        while self._unsettled:
+            lane = self._unsettled[0]
+            async with self._store.transaction() as tx:
+                for row_id, values in lane.outcomes.items():
+                    await tx.session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row_id).values(**values))
+                if lane.untried:
+                    await tx.session.execute(
+                        update(WebhookDelivery)
+                        .where(WebhookDelivery.id.in_(list(lane.untried)), WebhookDelivery.status == SENDING)
+                        .values(status=PENDING, next_attempt_at=self._clock.read())
+                    )
+            self._unsettled.pop(0)
 
-    async def _claim_due(self) -> list[WebhookDelivery]:
+    async def _claim_due(self, customers: int) -> dict[str, list[WebhookDelivery]]:
+        """Due rows of up to ``customers`` customers without a lane, oldest first, ``LANE_BATCH`` each."""
         now = self._clock.read()
-        lease = now + timedelta(seconds=self._policy.timeout_s * 4 + 30)
+        # Long enough for a whole lane to go out at the timeout; a lease that ran out means its node died.
+        lease = now + timedelta(seconds=self._policy.timeout_s * self.LANE_BATCH * 1.5 + 30)
+        claimed: dict[str, list[WebhookDelivery]] = defaultdict(list)
+        due = (
+            select(WebhookDelivery)
+            .where(
+                WebhookDelivery.status == PENDING,
+                WebhookDelivery.next_attempt_at <= now,
+                WebhookDelivery.customer_id.not_in(list(self._lanes)),
+            )
+            .order_by(WebhookDelivery.tm_create)
+            .limit(self.LANE_BATCH * customers)
+        )
+        # Every commit with events wakes the dispatcher; most find nothing due, and must not
+        # take the (SQLite) write lock to learn it.
+        async with self._store.session() as session:
+            if (await session.scalar(due.with_only_columns(WebhookDelivery.id).limit(1))) is None:
+                return {}
         async with self._store.transaction() as tx:
             session = tx.session
-            rows = (
-                await session.scalars(
-                    select(WebhookDelivery)
-                    .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now)
-                    .order_by(WebhookDelivery.tm_create)
-                    .limit(self.BATCH)
-                )
-            ).all()
-            claimed = []
+            rows = (await session.scalars(due)).all()
             for row in rows:
+                lane = claimed.get(row.customer_id)
+                if (lane is None and len(claimed) >= customers) or (lane is not None and len(lane) >= self.LANE_BATCH):
+                    continue
                 # Conditional update: only one dispatcher (of several nodes) wins each row.
                 result = await session.execute(
                     update(WebhookDelivery)
@@ -204,8 +246,8 @@ class WebhookDispatcher:
                     .values(status=SENDING, next_attempt_at=lease)
                 )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(row)
-        return claimed
+                    claimed[row.customer_id].append(row)
+        return dict(claimed)
 
     async def _release_stale_claims(self) -> None:
         """Rows left 'sending' by a process that died go back to the queue once their lease ends."""
@@ -216,14 +258,14 @@ class WebhookDispatcher:
                 .values(status=PENDING)
             )
 
-    async def _deliver_in_order(self, rows: list[WebhookDelivery]) -> None:
-        for index, row in enumerate(rows):
-            if not await self._attempt(row):
+    async def _deliver_in_order(self, lane: _Lane) -> None:
+        for index, row in enumerate(lane.rows):
+            if not await self._attempt(lane, row):
                 # The target is failing: postpone the rest untried, keeping their order.
-                await self._postpone(rows[index + 1 :])
+                await self._postpone(lane, lane.rows[index + 1 :])
                 return
 
-    async def _attempt(self, row: WebhookDelivery) -> bool:
+    async def _attempt(self, lane: _Lane, row: WebhookDelivery) -> bool:
         assert self._client is not None
         body = row.body.encode()
         async with self._store.session() as session:
@@ -237,17 +279,16 @@ class WebhookDispatcher:
         }
         if secret:
             headers[SIGNATURE_HEADER] = sign(body, secret)
-        status_code, error = 0, ""
+        status_code, error, final = 0, "", False
+        lane.untried.discard(row.id)
         try:
             response = await self._client.request(row.method, row.uri, content=body, headers=headers)
             status_code = response.status_code
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-        except ValueError as exc:  # an unusable URL stored before validation caught it
-            error = str(exc)[:500]
-        return await self._record(row, status_code, error)
+        except (httpx.HTTPError, EgressBlocked, ValueError) as exc:  # ValueError: a URL stored before validation
+            error, final = describe_failure(exc), isinstance(exc, EgressBlocked)
+        return await self._record(lane, row, status_code, error, final)
 
-    async def _record(self, row: WebhookDelivery, status_code: int, error: str) -> bool:
+    async def _record(self, lane: _Lane, row: WebhookDelivery, status_code: int, error: str, final: bool) -> bool:
         now = self._clock.now()
         attempts = row.attempts + 1
         values: dict[str, object] = {
@@ -257,9 +298,10 @@ class WebhookDispatcher:
             "tm_update": now,
         }
         delivered = 200 <= status_code < 400
+        rejected = final or 400 <= status_code < 500
         if delivered:
             values["status"] = DELIVERED
-        elif 400 <= status_code < 500:
+        elif rejected:
             values["status"] = REJECTED
         elif (now - row.tm_create).total_seconds() > self._policy.max_age_s:
             values["status"] = ABANDONED
@@ -270,14 +312,13 @@ class WebhookDispatcher:
             async with self._store.transaction() as tx:
                 await tx.session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row.id).values(**values))
         except Exception:
-            self._outcomes[row.id] = values  # recorded once the database is back, not sent again
+            lane.outcomes[row.id] = values  # recorded once the database is back, not sent again
             raise
-        self._held.discard(row.id)
         if not delivered:
-            log.info("webhook %s to %s: %s", row.id, row.uri, error or f"HTTP {status_code}")
-        return delivered or 400 <= status_code < 500  # a 4xx is final, not a failing target
+            log.info("webhook %s of customer %s: %s", row.id, row.customer_id, error or f"HTTP {status_code}")
+        return delivered or rejected  # a 4xx (or a refused target) is final, not a failing target
 
-    async def _postpone(self, rows: list[WebhookDelivery]) -> None:
+    async def _postpone(self, lane: _Lane, rows: list[WebhookDelivery]) -> None:
         if not rows:
             return
         retry_at: datetime = self._clock.read() + self._policy.delay(1)
@@ -287,4 +328,4 @@ class WebhookDispatcher:
                 .where(WebhookDelivery.id.in_([r.id for r in rows]))
                 .values(status=PENDING, next_attempt_at=retry_at)
             )
-        self._held.difference_update(r.id for r in rows)
+        lane.untried.difference_update(r.id for r in rows)

@@ -117,6 +117,7 @@ class OptionField:
     minimum: int | None = None
     maximum: int | None = None
     max_length: int | None = None
+    max_items: int | None = None
     dtmf: bool = False
     jump: bool = False
 
@@ -129,15 +130,21 @@ class OptionField:
             return "is required"
         if self.choices and value not in self.choices:
             return "must be one of " + ", ".join(repr(c) for c in self.choices)
-        if isinstance(value, int) and not self._in_range(value):
+        if isinstance(value, int | float) and not isinstance(value, bool) and not self._in_range(value):
             return self._range_text()
         if isinstance(value, str) and self.max_length is not None and len(value) > self.max_length:
             return f"must be at most {self.max_length} characters"
+        if isinstance(value, list | Mapping) and self.max_items is not None and len(value) > self.max_items:
+            return f"may hold at most {self.max_items} entries"
+        if self.max_length is not None and isinstance(value, list | Mapping):
+            items = value.values() if isinstance(value, Mapping) else value
+            if any(isinstance(item, str) and len(item) > self.max_length for item in items):
+                return f"entries must be at most {self.max_length} characters"
         if isinstance(value, str) and self.dtmf and not set(value) <= set(DTMF_KEYS):
             return "may only contain the DTMF keys 0-9, A-D, # and *"
         return None
 
-    def _in_range(self, value: int) -> bool:
+    def _in_range(self, value: float) -> bool:
         return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
 
     def _range_text(self) -> str:
@@ -149,12 +156,32 @@ class OptionField:
 _NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
+# Bounds on options: a flow is customer input, and each value ends up in a timer, a buffer, a
+# header or a loop (flows.engine bounds what substitution and loops do at run time).
+MAX_DURATION_MS: Final = 24 * 3600 * 1000
+MAX_DURATION_S: Final = 24 * 3600
+MAX_TALK_CHARS: Final = 5000
+"""As the quickstart's ``/speakings/{id}/say``."""
+MAX_NAME_CHARS: Final = 256
+MAX_VALUE_CHARS: Final = 16_384
+MAX_URL_CHARS: Final = 2048
+MAX_NUMBER: Final = 10**15
+
+
 def _text(default: str = "", **limits: Any) -> OptionField:
-    return OptionField("str", default, **limits)
+    return OptionField("str", default, **{"max_length": MAX_NAME_CHARS, **limits})
 
 
 def _count(default: int = 0, **limits: Any) -> OptionField:
     return OptionField("int", default, minimum=limits.pop("minimum", 0), **limits)
+
+
+def _milliseconds(default: int = 0, **limits: Any) -> OptionField:
+    return _count(default, maximum=MAX_DURATION_MS, **limits)
+
+
+def _seconds() -> OptionField:
+    return _count(maximum=MAX_DURATION_S)
 
 
 def _flag() -> OptionField:
@@ -168,7 +195,7 @@ def _target(required: bool = False) -> OptionField:
 OPTION_SCHEMAS: Final[Mapping[str, Mapping[str, OptionField]]] = {
     "answer": {},
     "talk": {
-        "text": _text(required=True),
+        "text": _text(required=True, max_length=MAX_TALK_CHARS),
         "language": _text(),
         "gender": _text(),
         "provider": _text(),
@@ -176,8 +203,8 @@ OPTION_SCHEMAS: Final[Mapping[str, Mapping[str, OptionField]]] = {
         "digits_handle": _text(choices=("", "next")),
         "async": _flag(),
     },
-    "play": {"stream_urls": OptionField("strs", (), required=True)},
-    "sleep": {"duration": _count(required=True)},
+    "play": {"stream_urls": OptionField("strs", (), required=True, max_items=10, max_length=MAX_URL_CHARS)},
+    "sleep": {"duration": _milliseconds(required=True)},
     "hangup": {"reason": _text()},
     "transcribe_start": {
         "language": _text(),
@@ -187,50 +214,50 @@ OPTION_SCHEMAS: Final[Mapping[str, Mapping[str, OptionField]]] = {
     "transcribe_stop": {},
     "recording_start": {
         "format": _text("wav", choices=("wav",)),
-        "end_of_silence": _count(),
+        "end_of_silence": _seconds(),
         "end_of_key": _text(choices=("", "none", "any", "*", "#")),
-        "duration": _count(),
+        "duration": _seconds(),
         "beep_start": _flag(),
     },
     "recording_stop": {},
     "digits_receive": {
-        "duration": _count(),
-        "length": _count(),
-        "key": _text(dtmf=True),
+        "duration": _milliseconds(),
+        "length": _count(maximum=100),
+        "key": _text(dtmf=True, max_length=16),
     },
     "digits_send": {
         "digits": _text(required=True, max_length=100, dtmf=True),
         "duration": _count(100, minimum=100, maximum=1000),
         "interval": _count(100, minimum=0, maximum=5000),
     },
-    "goto": {"target_id": _target(required=True), "loop_count": _count()},
+    "goto": {"target_id": _target(required=True), "loop_count": _count(maximum=1_000_000)},
     "branch": {
         "variable": _text("voipbin.call.digits"),
-        "target_ids": OptionField("str_map", _NOTHING, jump=True),
+        "target_ids": OptionField("str_map", _NOTHING, jump=True, max_items=100),
         "default_target_id": _target(),
     },
     "condition_variable": {
         "condition": _text("==", choices=("==", "!=", ">", ">=", "<", "<=")),
         "variable": _text(),
         "value_type": _text("string", choices=("string", "number", "length")),
-        "value_string": _text(),
-        "value_number": OptionField("number", 0.0),
-        "value_length": _count(),
+        "value_string": _text(max_length=MAX_VALUE_CHARS),
+        "value_number": OptionField("number", 0.0, minimum=-MAX_NUMBER, maximum=MAX_NUMBER),
+        "value_length": _count(maximum=MAX_VALUE_CHARS),
         "false_target_id": _target(),
     },
-    "variable_set": {"key": _text(required=True), "value": _text()},
+    "variable_set": {"key": _text(required=True), "value": _text(max_length=MAX_VALUE_CHARS)},
     "connect": {
         "source": OptionField("address", _NOTHING),
-        "destinations": OptionField("addresses", (), required=True),
+        "destinations": OptionField("addresses", (), required=True, max_items=100),
         "early_media": _flag(),
         "relay_reason": _flag(),
     },
     "webhook_send": {
         "sync": _flag(),
-        "uri": _text(required=True),
+        "uri": _text(required=True, max_length=MAX_URL_CHARS),
         "method": _text("POST", choices=("POST", "GET", "PUT", "DELETE")),
         "data_type": _text(),
-        "data": _text(),
+        "data": _text(max_length=65_536),
     },
     "stop": {},
 }

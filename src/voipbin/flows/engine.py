@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import operator
 import re
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -34,6 +35,7 @@ __all__ = [
     "DIGITS_VARIABLE",
     "FINISHED",
     "HUNG_UP",
+    "LIMIT",
     "LOOP_LIMIT",
     "MAX_IMMEDIATE_STEPS",
     "STOPPED",
@@ -50,6 +52,7 @@ __all__ = [
     "DigitsReceived",
     "Event",
     "FlowEnded",
+    "FlowLimits",
     "FlowStatus",
     "Hangup",
     "MediaDone",
@@ -70,7 +73,7 @@ __all__ = [
 
 DIGITS_VARIABLE: Final = "voipbin.call.digits"
 
-MAX_IMMEDIATE_STEPS: Final = 1000
+MAX_IMMEDIATE_STEPS: Final = 100
 """Actions one event may run without waiting for the call; more means a jump loop with no wait."""
 
 # Reasons a flow ends (FlowEnded.reason, ActiveFlow.end_reason).
@@ -82,6 +85,8 @@ HUNG_UP: Final = "hangup"
 """A ``hangup`` action (or connect's ``relay_reason``); the :class:`Hangup` command precedes it."""
 LOOP_LIMIT: Final = "loop_limit"
 """MAX_IMMEDIATE_STEPS actions ran back to back; the call layer hangs up as for FINISHED."""
+LIMIT: Final = "limit"
+"""The flow went past one of its :class:`FlowLimits`; the call layer hangs up (``failed``)."""
 CALL_HUNG_UP: Final = "call_hungup"
 """The call went away (:class:`CallHungUp`); no FlowEnded is issued, there is nobody to tell."""
 
@@ -89,6 +94,32 @@ CALL_HUNG_UP: Final = "call_hungup"
 class FlowStatus(StrEnum):
     RUNNING = "running"
     ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class FlowLimits:
+    """What one flow may consume, whatever its actions say: a flow is customer input, and a loop
+    around a 1 ms sleep or a variable that doubles itself must cost the platform little."""
+
+    steps_burst: int = 200
+    """Actions a flow may run before its step budget starts to bind."""
+    steps_per_second: float = 20.0
+    """Actions per second of the flow's life beyond the burst: a menu that waits for a person
+    runs a few a second at most."""
+    variable_chars: int = 16_384
+    variables_chars: int = 262_144
+    """All variables together, names and values."""
+    variable_count: int = 1000
+    substituted_chars: int = 65_536
+    """Any option once its ``${...}`` are replaced."""
+    history: int = 1000
+    """Executed actions kept for the activeflow's ``executed_actions`` (the newest)."""
+
+
+class _LimitExceeded(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 # --- commands (engine -> call layer) ----------------------------------------
@@ -369,8 +400,10 @@ class ActiveFlow:
         now: datetime,
         *,
         activeflow_id: str | None = None,
+        limits: FlowLimits = FlowLimits(),
     ) -> None:
         self.id = activeflow_id or new_id()
+        self.limits = limits
         self.flow_id = flow_id
         self._actions = tuple(actions)
         self._index = {action.id: i for i, action in enumerate(self._actions)}
@@ -380,7 +413,9 @@ class ActiveFlow:
             "voipbin.activeflow.flow_id": flow_id,
         }
         self._loops: dict[str, int] = {}
-        self._executed: list[Action] = []
+        self._executed: deque[Action] = deque(maxlen=limits.history)
+        self._steps = 0
+        self._started_at = self._now = now
         self._current = EMPTY_ACTION
         self._wait: _Wait | None = None
         self._token = 0
@@ -414,14 +449,14 @@ class ActiveFlow:
         if self._started:
             raise RuntimeError(f"activeflow {self.id} was already started")
         self._started = True
-        self._tm_update = now
+        self._tm_update = self._started_at = self._now = now
         return self._run(0)
 
     def handle(self, event: Event, now: datetime) -> list[Command]:
         """Apply one event from the call; events the flow is not waiting for change nothing."""
         if self._status is FlowStatus.ENDED:
             return []
-        self._tm_update = now
+        self._tm_update = self._now = now
         match event:
             case CallHungUp():
                 self._end(CALL_HUNG_UP)
@@ -469,7 +504,9 @@ class ActiveFlow:
     def _on_digit(self, digit: str) -> list[Command]:
         wait = self._wait
         if wait is not None and wait.action.type == "digits_receive":
-            self._variables[DIGITS_VARIABLE] = self._variables.get(DIGITS_VARIABLE, "") + digit
+            digits = self._variables.get(DIGITS_VARIABLE, "") + digit
+            # A caller holding a key down stops adding digits at the variable's bound.
+            self._variables[DIGITS_VARIABLE] = digits[: self.limits.variable_chars]
             return self._resume(wait) if self._digits_done(wait.action) else []
         # Elsewhere a key replaces what was stored, so a key pressed during a prompt
         # becomes the first digit of the next digits_receive (VoIPBIN's call-manager).
@@ -498,13 +535,20 @@ class ActiveFlow:
                     f"stopped before actions[{index}] {self._actions[index].type}"
                 )
                 return [*out, *self._end(LOOP_LIMIT, detail)]
-            action = self._substitute(self._actions[index])
-            self._current = action
-            self._executed.append(action)
-            self._token += 1
-            out.append(ActionStarted(action))
-            steps += 1
-            step = self._execute(index, action, out)
+            if self._steps >= self._step_budget():
+                detail = f"{self._steps} actions in {self._age_s():.1f} s; stopped before actions[{index}] {self._actions[index].type}"
+                return [*out, *self._end(LIMIT, detail)]
+            try:
+                action = self._substitute(self._actions[index])
+                self._current = action
+                self._executed.append(action)
+                self._token += 1
+                out.append(ActionStarted(action))
+                steps += 1
+                self._steps += 1
+                step = self._execute(index, action, out)
+            except _LimitExceeded as exceeded:
+                return [*out, *self._end(LIMIT, f"actions[{index}] {self._actions[index].type}: {exceeded.detail}")]
             if isinstance(step, _Wait):
                 self._wait = step
             if not isinstance(step, int):
@@ -568,7 +612,7 @@ class ActiveFlow:
             case "condition_variable":
                 return self._condition(index, action)
             case "variable_set":
-                self._variables[value("key")] = value("value")
+                self._set_variable(value("key"), value("value"))
             case "connect":
                 options = {"early_media": value("early_media"), "relay_reason": value("relay_reason")}
                 out.append(Connect(value("source"), tuple(value("destinations")), options, token))
@@ -583,6 +627,25 @@ class ActiveFlow:
                 out += self._end(STOPPED)
                 return None
         return self._next(index, action)
+
+    def _step_budget(self) -> float:
+        return self.limits.steps_burst + self.limits.steps_per_second * self._age_s()
+
+    def _age_s(self) -> float:
+        return max(0.0, (self._now - self._started_at).total_seconds())
+
+    def _set_variable(self, name: str, value: str) -> None:
+        limits = self.limits
+        if len(value) > limits.variable_chars:
+            raise _LimitExceeded(f"variable {name[:64]!r} would hold {len(value)} characters (at most {limits.variable_chars})")
+        if name not in self._variables and len(self._variables) >= limits.variable_count:
+            raise _LimitExceeded(f"more than {limits.variable_count} variables")
+        total = sum(len(k) + len(v) for k, v in self._variables.items()) - len(self._variables.get(name, "")) + len(value)
+        if name not in self._variables:
+            total += len(name)
+        if total > limits.variables_chars:
+            raise _LimitExceeded(f"the variables would hold {total} characters (at most {limits.variables_chars})")
+        self._variables[name] = value
 
     def _goto(self, index: int, action: Action) -> int:
         # VoIPBIN counts loop_count down per activeflow and falls through once it is spent,
@@ -663,4 +726,9 @@ class ActiveFlow:
         return value
 
     def _substitute_text(self, text: str) -> str:
-        return _VARIABLE.sub(lambda match: self._variables.get(match.group(1), ""), text)
+        if "${" not in text:
+            return text
+        result = _VARIABLE.sub(lambda match: self._variables.get(match.group(1), ""), text)
+        if len(result) > self.limits.substituted_chars:
+            raise _LimitExceeded(f"an option would hold {len(result)} characters (at most {self.limits.substituted_chars})")
+        return result

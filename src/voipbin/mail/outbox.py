@@ -2,14 +2,20 @@
 
 The file outbox is the embedded default, so a newcomer finishes signup without a mail server:
 ``voipbin mail`` (and the console's mailbox) read the messages back.
+
+Every message names its *audience*: who has proven they own the address it is for (an agent, by
+its login; a pending signup, by its ``temp_token``). The sandbox mailbox shows a reader only the
+mail of their own audience, never "mail to an address", since anyone can type any address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import smtplib
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email import policy
@@ -21,6 +27,18 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
+
+AUDIENCE_HEADER = "X-Voipbin-Audience"
+
+
+def agent_audience(agent_id: str) -> str:
+    """Mail for one agent: readable by that agent's login (and its customer's access keys)."""
+    return f"agent:{agent_id}"
+
+
+def signup_audience(temp_token: str) -> str:
+    """Mail of one pending signup: readable with its temp_token (only its hash is written down)."""
+    return "signup:" + hashlib.sha256(temp_token.encode()).hexdigest()[:32]
 
 
 class Mailer(Protocol):
@@ -44,13 +62,16 @@ async def _send_logged(mailer: Mailer, message: EmailMessage) -> None:
         log.exception("sending mail to %s failed", message["To"])
 
 
-def compose(sender: str, to: str, subject: str, text: str) -> EmailMessage:
+def compose(sender: str, to: str, subject: str, text: str, audience: Iterable[str] = ()) -> EmailMessage:
+    """A plain-text message; ``audience`` names who may read it in the sandbox mailbox (none: the operator)."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = format_datetime(datetime.now(timezone.utc))
     message["Message-ID"] = make_msgid(domain="voipbin.local")
+    if readers := ",".join(audience):
+        message[AUDIENCE_HEADER] = readers
     message.set_content(text)
     return message
 
@@ -85,6 +106,7 @@ class SmtpMailer:
         await asyncio.to_thread(self._send, message)
 
     def _send(self, message: EmailMessage) -> None:
+        del message[AUDIENCE_HEADER]  # the mailbox's business, not the recipient's
         context = ssl.create_default_context()
         smtp_class = smtplib.SMTP_SSL if self._tls else smtplib.SMTP
         kwargs = {"context": context} if self._tls else {}
@@ -105,6 +127,7 @@ class StoredMail:
     subject: str
     date: datetime | None
     body: str
+    audience: frozenset[str] = frozenset()
 
 
 def read_outbox(directory: Path, limit: int = 200) -> list[StoredMail]:
@@ -127,6 +150,7 @@ def _read(path: Path) -> StoredMail:
         subject=str(message["Subject"] or ""),
         date=parsedate_to_datetime(date_header) if date_header else None,
         body=body_part.get_content() if body_part is not None else "",
+        audience=frozenset(filter(None, str(message[AUDIENCE_HEADER] or "").split(","))),
     )
 
 

@@ -175,6 +175,9 @@ class RtpEndpoint:
         self._rtp_dest: Address | None = None
         self._rtcp_dest: Address | None = None
         self._latched = False
+        # When the peer was last heard from (its RTP or RTCP), or the stream began: a peer that
+        # falls silent for long has gone away (see silent_for).
+        self._heard_at: float | None = None
 
         # Receiving.
         self._peer_ssrc: int | None = None
@@ -274,10 +277,20 @@ class RtpEndpoint:
         self._codec = codec
         self._silence = codec.silence(FRAME_SAMPLES)
         self._stream.payload_type = codec.payload_type
+        self._heard_at = self._clock()  # a (re)negotiated stream gets a fresh chance to be heard
         self._te_pt = telephone_event_pt
         self._direction = direction
         if self._next_rtcp is None:
             self._next_rtcp = self._clock() + self._rtcp_delay()
+
+    @property
+    def expects_media(self) -> bool:
+        """Whether the peer should be sending RTP now (not when it holds the call, or we do)."""
+        return self._codec is not None and not self._closed and self._direction in ("sendrecv", "recvonly")
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since the peer was last heard (RTP or RTCP), or since the stream was negotiated."""
+        return 0.0 if self._heard_at is None else max(0.0, now - self._heard_at)
 
     @property
     def _sending(self) -> bool:
@@ -312,6 +325,7 @@ class RtpEndpoint:
             self._unexpected += 1
             return
         now = self._clock()
+        self._heard_at = now
         arrival = now * codec.clock_rate
         self._packets_received += 1
         self._bytes_received += len(packet.payload)
@@ -372,6 +386,7 @@ class RtpEndpoint:
             if not isinstance(packet, RtcpSrPacket | RtcpRrPacket):
                 continue
             if packet.ssrc == self._peer_ssrc and self._peer_ssrc is not None:
+                self._heard_at = self._clock()
                 if latch:
                     self._rtcp_dest = source
                 if isinstance(packet, RtcpSrPacket):

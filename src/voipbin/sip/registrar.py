@@ -3,8 +3,8 @@
 Phones register ``<extension>@<customer-id>.registrar.<domain>``; the realm of the digest
 challenge is that domain, so a credential is bound to its customer. The sandbox also accepts the
 bare customer id or an IP address / ``localhost`` as the domain, finding the customer from the
-extension when that is unambiguous. Unknown users are challenged exactly like known ones, so the
-answers do not reveal which extensions exist.
+extension when that is unambiguous. Unknown users are challenged exactly like known ones, with a
+realm taken from the request alone, so the answers do not reveal which extensions exist.
 """
 
 from __future__ import annotations
@@ -51,9 +51,16 @@ class Outcome:
     auth_failed: bool = False
 
 
+def failure_key(source: Peer, user: str) -> str:
+    """What wrong passwords count against: one user from one address. Keyed by the address alone,
+    a few guesses would lock out every phone behind it; by the user alone, anyone anywhere could
+    lock out its owner."""
+    return f"{source[1]} {user}"
+
+
 @dataclass
 class FailureThrottle:
-    """Refuses a key (a source address) after ``limit`` failures within ``window`` seconds."""
+    """Refuses a key (a user at a source address) after ``limit`` failures within ``window`` seconds."""
 
     limit: int = 10
     window: float = 60.0
@@ -123,10 +130,13 @@ class Registrar:
 
     def handle(self, request: Request, source: Peer, account: Account | None, now: float) -> Outcome:
         """Answer a REGISTER; ``account`` is the extension it addresses, if one exists."""
-        throttle_key = source[1]
+        addressed = self.addressed(request)
+        throttle_key = failure_key(source, addressed.user)
         if self.throttle.blocked(throttle_key, now):
             return Outcome(make_response(request, 403, "Too Many Failed Attempts", to_tag=_tag(request)))
-        realm = self.realm_for(account.customer_id if account else self.addressed(request).customer_id)
+        # From the request's own domain, never from the account found: a realm naming the
+        # customer of whatever extension matched would tell a scanner which extensions exist.
+        realm = self.realm_for(addressed.customer_id)
         credentials = _credentials(request)
         if credentials is None:
             return Outcome(self._challenge(request, realm, now))

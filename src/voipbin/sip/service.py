@@ -17,10 +17,11 @@ from voipbin.sip.errors import ParseError
 from voipbin.sip.flood import FloodLimiter
 from voipbin.sip.location import Binding, LocationService, Peer
 from voipbin.sip.message import Address, Request, make_response
-from voipbin.sip.registrar import Account, Addressed, FailureThrottle, Registrar
+from voipbin.sip.registrar import Account, Addressed, FailureThrottle, Registrar, failure_key
+from voipbin.sip.session_timer import SessionTimerPolicy
 from voipbin.sip.shared_location import SharedLocation
 from voipbin.sip.stack import Incoming, SipStack
-from voipbin.sip.ua import ALLOW, SipCall, UserAgent
+from voipbin.sip.ua import ALLOW, Liveness, SipCall, UserAgent
 from voipbin.store.db import Store
 from voipbin.store.models import Extension
 from voipbin.store.secrets import shared_secret
@@ -28,6 +29,7 @@ from voipbin.store.secrets import shared_secret
 log = logging.getLogger(__name__)
 
 EXPIRY_SWEEP_S = 15.0
+KEEPALIVE_ANSWER_S = 5.0
 # Credentials change rarely and every change is an extension_* event; the TTL only bounds how
 # long a cache could be wrong if an event were ever missed.
 ACCOUNT_CACHE_S = 60.0
@@ -52,15 +54,18 @@ class SipService:
         )
         self.stack = SipStack(settings.host, settings.sip_port, settings.advertised_address)
         self.media = MediaEngine(settings.host, settings.rtp_port_first, settings.rtp_port_last)
-        self.ua = UserAgent(self.stack, self.media, settings.advertised_address)
+        liveness = Liveness(settings.media_timeout_s, SessionTimerPolicy(settings.session_expires_s, settings.session_min_se_s))
+        self.ua = UserAgent(self.stack, self.media, settings.advertised_address, liveness)
         self.stack.on_request = self._on_request
         self.stack.admit = self._admit
+        self.stack.on_flow_closed = self._flow_closed
         self.invite_flood = FloodLimiter(settings.sip_invite_rate, burst=max(1.0, 2 * settings.sip_invite_rate))
         self.register_flood = FloodLimiter(settings.sip_register_rate, burst=max(1.0, 2 * settings.sip_register_rate))
         self.registration_listeners: list[RegistrationListener] = []
         self._accounts: dict[tuple[str | None, str], tuple[float, Account | None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._keepalive: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.nonces.rekey(await shared_secret(self.store, "sip_nonce", self.settings.data_dir / "sip.key"))
@@ -68,8 +73,11 @@ class SipService:
             await self.location.start()
         await self.media.start()
         await self.stack.start()
+        self.ua.start()
         self._sweeper = asyncio.create_task(self._sweep_expired())
         self._watcher = asyncio.create_task(self._forget_changed_accounts())
+        if self.settings.tcp_keepalive_s > 0:
+            self._keepalive = asyncio.create_task(self._keep_tcp_flows_alive())
         log.info("SIP on udp/tcp %s:%d", self.settings.host, self.stack.port)
 
     async def start_replica(self) -> None:
@@ -78,7 +86,7 @@ class SipService:
             await self.location.start()
 
     async def stop(self) -> None:
-        for task in (self._sweeper, self._watcher):
+        for task in (self._sweeper, self._watcher, self._keepalive):
             if task:
                 task.cancel()
         await self.ua.close()
@@ -145,7 +153,7 @@ class SipService:
         realm = self.registrar.realm_for(customer_id)
         value = request.headers.get("Proxy-Authorization") or request.headers.get("Authorization")
         credentials = parse_auth_header(value) if value else None
-        now, source = self.now(), incoming.source[1]
+        now, source = self.now(), failure_key(incoming.source, caller.user)
         if self.registrar.throttle.blocked(source, now):
             incoming.reply(403, "Too Many Failed Attempts")
             return False
@@ -192,6 +200,35 @@ class SipService:
         if len(found) != 1:
             return None  # unknown, or the same extension in several customers with no domain to tell
         return Account(found[0].customer_id, found[0].extension, found[0].password)
+
+    def _flow_closed(self, peer: Peer) -> None:
+        """A phone's TCP connection ended: the calls it carried are over. Its registrations stay
+        (the phone may connect again, or be reached at its Contact) until they expire."""
+        self.ua.flow_closed(peer)
+
+    def _drop_flow(self, peer: Peer) -> None:
+        """A flow proved dead: the registrations through it can reach nobody, and it closes."""
+        for binding in [b for b in self.location.all() if b.source == peer]:
+            self.location.remove(binding.customer_id, binding.extension, binding.contact)
+            self._notify(binding.customer_id, binding.extension)
+        self.stack.close_flow(peer)
+
+    async def _keep_tcp_flows_alive(self) -> None:
+        """An OPTIONS on every phone's TCP connection; one that goes unanswered is closed (RFC 5626's
+        idea of a flow that died without a FIN, as behind a NAT or a cut cable)."""
+        while True:
+            await asyncio.sleep(self.settings.tcp_keepalive_s)
+            flows = {b.source: b for b in self.location.all() if b.source[0] == "tcp"}
+            for peer, binding in flows.items():
+                self.ua._spawn(self._ping(peer, binding))
+
+    async def _ping(self, peer: Peer, binding: Binding) -> None:
+        options = self.ua.options_request(binding.contact, peer)
+        try:
+            await asyncio.wait_for(self.stack.request(options, peer).final(), KEEPALIVE_ANSWER_S)
+        except TimeoutError:
+            log.info("TCP flow %s:%s of %s answers no OPTIONS; closing it", peer[1], peer[2], binding.extension)
+            self._drop_flow(peer)
 
     def _notify(self, customer_id: str, extension: str) -> None:
         for listener in self.registration_listeners:

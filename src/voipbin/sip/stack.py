@@ -109,6 +109,8 @@ class SipStack:
         self.admit: Callable[[Request, Peer], bool] | None = None
         self.on_ack: AckHandler | None = None
         self.on_stray_response: StrayResponseHandler | None = None
+        # Told when a TCP connection ends (the flow, as a Peer): what used it cannot go on.
+        self.on_flow_closed: Callable[[Peer], None] | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.Server | None = None
         self._tcp_connections: dict[tuple[str, int], asyncio.StreamWriter] = {}
@@ -171,6 +173,12 @@ class SipStack:
     def send_stateless(self, message: Request | Response, destination: Peer) -> None:
         """Outside any transaction: the ACK for a 2xx, or a 2xx retransmitted by the UA."""
         self._send(message, destination)
+
+    def close_flow(self, peer: Peer) -> None:
+        """Close a TCP connection (a peer that stopped answering on it); ``on_flow_closed`` follows."""
+        writer = self._tcp_connections.get((peer[1], peer[2]))
+        if peer[0] == "tcp" and writer is not None:
+            writer.close()
 
     # -- network input -----------------------------------------------------------------------
 
@@ -314,8 +322,14 @@ class SipStack:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            self._tcp_connections.pop((peer[1], peer[2]), None)
+            if self._tcp_connections.get((peer[1], peer[2])) is writer:
+                del self._tcp_connections[(peer[1], peer[2])]
             writer.close()
+            if self.on_flow_closed is not None:
+                try:
+                    self.on_flow_closed(peer)
+                except Exception:
+                    log.exception("handling the end of TCP flow %s failed", peer)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

@@ -26,6 +26,15 @@ _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 
 
+_USER_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()&=+$,")
+
+
+def escape_user(text: str) -> str:
+    """``text`` as a URI user part that stands for itself: everything that could end the user
+    part, the URI or the header (``@ ; ? > " %``, spaces, control characters) percent-escaped."""
+    return "".join(c if c in _USER_SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
+
+
 def parse_port(text: str) -> int:
     if not (1 <= len(text) <= 5 and text.isascii() and text.isdigit()):
         raise ParseError(f"bad port {text!r}")

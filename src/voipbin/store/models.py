@@ -10,17 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    DateTime,
-    Index,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
-    text,
-)
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, TypeDecorator, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -114,6 +104,9 @@ class Agent(Timestamps, Base):
     ring_method: Mapped[str] = mapped_column(String(16), default="ringall")
     status: Mapped[str] = mapped_column(String(16), default="offline")
     permission: Mapped[int] = mapped_column(Integer, default=0)
+    # Carried in every JWT issued to the agent; raised when its password changes, which makes the
+    # tokens issued before worthless.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (_live("agents", "username", unique=True),)
 
@@ -177,6 +170,18 @@ class PasswordReset(Base):
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     agent_id: Mapped[str] = mapped_column(String(36), index=True)
+    tm_expire: Mapped[datetime]
+    tm_create: Mapped[datetime]
+
+
+class EmailChange(Base):
+    """A customer's new email address, waiting for its owner to open the link mailed to it."""
+
+    __tablename__ = "email_changes"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    email: Mapped[str] = mapped_column(String(320))
     tm_expire: Mapped[datetime]
     tm_create: Mapped[datetime]
 

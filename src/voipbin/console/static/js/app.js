@@ -22,6 +22,7 @@ route("/login", account.login, { title: "Log in", ...PUBLIC });
 route("/signup", account.signup, { title: "Sign up", ...PUBLIC });
 route("/verify", account.verify, { title: "Verify your email", ...PUBLIC });
 route("/password-reset", account.passwordReset, { title: "Set your password", ...PUBLIC });
+route("/email-change", account.emailChange, { title: "Confirm your new email", ...PUBLIC });
 route("/forgot", account.forgot, { title: "Forgot password", ...PUBLIC });
 route("/mailbox", mailbox.list, { title: "Mailbox", ...PUBLIC });
 route("/mailbox/:id", mailbox.message, { title: "Mail", ...PUBLIC });

@@ -124,6 +124,23 @@ export async function verify(ctx) {
   }
 }
 
+/** The link mailed to a customer's new address: the address is used once this confirms it. */
+export async function emailChange(ctx) {
+  const token = ctx.query.get("token") ?? "";
+  const box = errorBox();
+  ctx.main.append(h("h1", {}, "Confirming your new email…"), box);
+  try {
+    const customer = await api.post("/auth/email-change", { token });
+    ctx.main.querySelector("h1").textContent = "Your new email is confirmed";
+    ctx.main.append(h("p", {}, "The account now uses ", h("strong", {}, customer.email), "."));
+  } catch (error) {
+    ctx.main.querySelector("h1").textContent = "This link did not work";
+    ctx.main.append(h("p", {}, "Links work once and expire after a day; change the email again to get a new one."));
+    box.replaceChildren(h("strong", {}, error.message));
+    box.hidden = false;
+  }
+}
+
 export function passwordReset(ctx) {
   const token = ctx.query.get("token") ?? "";
   const box = errorBox();
