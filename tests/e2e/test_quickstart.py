@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import websocket
 
+from tests.conftest import SECRETS_IN_LOGS
 from tests.e2e.server import RunningServer, start_server
 
 pytestmark = pytest.mark.slow
@@ -168,3 +169,11 @@ def test_the_banners_first_call_works_as_printed(server: RunningServer) -> None:
     assert demo_number, banner
     assert placed["groupcalls"][0]["source"]["target"] == demo_number.group(1)
     assert placed["groupcalls"][0]["destinations"][0]["target_name"] == "1000"
+
+
+def test_the_server_log_holds_no_credential(server: RunningServer) -> None:
+    """Every test above logged in, used ?token= and ?accesskey=, and opened the seed's WebSocket."""
+    log = server.log_path.read_text()
+
+    assert "WebSocket /v1.0/ws?token=***" in log  # the connection is logged, its JWT is not
+    assert not SECRETS_IN_LOGS.search(log), SECRETS_IN_LOGS.search(log)

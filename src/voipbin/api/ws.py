@@ -29,6 +29,7 @@ from sqlalchemy import select
 from voipbin.api.deps import Principal, authenticate
 from voipbin.api.errors import ApiError, envelope, unavailable
 from voipbin.auth.permissions import ADMIN_OR_MANAGER
+from voipbin.core.aio import wait_event
 from voipbin.core.ids import is_uuid
 from voipbin.events.bus import Subscription
 from voipbin.events.model import Event
@@ -216,8 +217,7 @@ async def _answer_frames(websocket: WebSocket, stream: EventStream) -> None:
 async def _until_credential_invalid(stream: EventStream, platform: Platform, token: str | None, accesskey: str | None) -> None:
     """Returns once the connection's credential stops being valid."""
     while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stream.credential_changed.wait(), RECHECK_EVERY_S)
+        await wait_event(stream.credential_changed, RECHECK_EVERY_S)
         stream.credential_changed.clear()
         try:
             await authenticate(platform, token, accesskey)

@@ -23,6 +23,7 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from voipbin.core.aio import wait_event
 from voipbin.core.clock import Clock, format_timestamp
 from voipbin.core.egress import EgressBlocked, EgressPolicy, describe_failure, egress_client
 from voipbin.core.ids import new_id
@@ -167,10 +168,7 @@ class WebhookDispatcher:
                 )
             if next_at is not None:
                 timeout = max(0.0, min(timeout, (next_at - self._clock.read()).total_seconds()))
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except TimeoutError:
-            pass
+        await wait_event(self._wakeup, timeout)
 
     async def _open_lanes(self) -> bool:
         """Start a lane for each customer with due deliveries and none running; True when any started."""

@@ -22,6 +22,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from voipbin.core.aio import wait_event
 from voipbin.media.endpoint import MediaEngine, RtpEndpoint
 from voipbin.media.sdp import (
     Negotiation,
@@ -196,8 +197,7 @@ class SipCall:
             return
         interval, waited = T1, 0.0
         while waited < 64 * T1 and self.state is CallState.PROGRESSING:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._answer_ack.wait(), interval)
+            if await wait_event(self._answer_ack, interval):
                 return
             waited += interval
             interval = min(interval * 2, 4.0)
