@@ -62,7 +62,6 @@ class CallManager:
         self.speakings: dict[str, SpeakingSession] = {}
         # Chains of live calls by id (a chain goes once its last call does), for calls that come back.
         self._chains: weakref.WeakValueDictionary[str, CallChain] = weakref.WeakValueDictionary()
-        self._master: LiveCall | None = None  # set while placing a connect's legs
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -133,16 +132,12 @@ class CallManager:
             if flow_id:
                 actions = await self._flow_actions(session, customer_id, flow_id)
         placed = Placed([], [])
-        self._master = master
-        try:
-            for target in targets:
-                if target.kind == "extension":
-                    placed.groupcalls.append(await self._ring_extension(customer_id, caller, target, actions, flow_id))
-                else:
-                    shown = trunk_identity if target.provider is not None and trunk_identity else caller
-                    placed.calls.append(await self._dial(customer_id, shown, target, actions, flow_id))
-        finally:
-            self._master = None
+        for target in targets:
+            if target.kind == "extension":
+                placed.groupcalls.append(await self._ring_extension(customer_id, caller, target, actions, flow_id, master))
+            else:
+                shown = trunk_identity if target.provider is not None and trunk_identity else caller
+                placed.calls.append(await self._dial(customer_id, shown, target, actions, flow_id, master))
         return placed
 
     async def _check_room(self, session: Any, customer_id: str, adding: int, master: LiveCall | None) -> None:
@@ -184,13 +179,16 @@ class CallManager:
             raise CallRequestError(f"flow_id {flow_id} is not a flow of your account.", "FLOW_NOT_FOUND")
         return list(flow.actions)
 
-    def _new_call(self, customer_id: str, caller: dict[str, Any], destination: dict[str, Any], flow_id: str, groupcall_id: str = "") -> Call:
+    def _new_call(
+        self, customer_id: str, caller: dict[str, Any], destination: dict[str, Any], flow_id: str,
+        master: LiveCall | None, groupcall_id: str = "",
+    ) -> Call:
         return Call(
             id=new_id(),
             customer_id=customer_id,
             flow_id=flow_id,
             type="flow",
-            master_call_id=self._master.id if self._master else "",
+            master_call_id=master.id if master else "",
             groupcall_id=groupcall_id,
             source=caller,
             destination=destination,
@@ -201,7 +199,8 @@ class CallManager:
         )
 
     async def _ring_extension(
-        self, customer_id: str, caller: dict[str, Any], target: Destination, actions: list[dict[str, Any]], flow_id: str
+        self, customer_id: str, caller: dict[str, Any], target: Destination, actions: list[dict[str, Any]], flow_id: str,
+        master: LiveCall | None,
     ) -> Groupcall:
         assert target.extension is not None
         extension = target.extension
@@ -220,7 +219,7 @@ class CallManager:
         )
         destination = {**target.address, "target": extension.extension, "target_name": extension.name}
         # One call per registered phone; with none, one call that fails at once (VoIPBIN's way).
-        calls = [self._new_call(customer_id, caller, destination, flow_id, group.id) for _ in bindings or [None]]
+        calls = [self._new_call(customer_id, caller, destination, flow_id, master, group.id) for _ in bindings or [None]]
         group.call_ids = [c.id for c in calls]
         group.call_count = len(calls)
         async with self.store.transaction() as tx:
@@ -230,19 +229,21 @@ class CallManager:
                 tx.session.add(call)
                 records.announce(tx, call, "call_created")
         callee = f"sip:{extension.extension}@{self.platform.settings.registrar_domain(customer_id)}"
+        hops = self._onward(master)
         for call, binding in zip(calls, bindings or [None]):
             dial_to = [binding] if binding is not None else []
-            hops = self._onward(self._master)
-            self._start(call, actions, lambda b=dial_to: self.platform.sip.ua.call(b, self._caller_address(caller), callee, **hops))
+            self._start(call, actions, master,
+                        lambda b=dial_to: self.platform.sip.ua.call(b, self._caller_address(caller), callee, **hops))
         return group
 
     async def _dial(
-        self, customer_id: str, caller: dict[str, Any], target: Destination, actions: list[dict[str, Any]], flow_id: str
+        self, customer_id: str, caller: dict[str, Any], target: Destination, actions: list[dict[str, Any]], flow_id: str,
+        master: LiveCall | None,
     ) -> Call:
-        call = self._new_call(customer_id, caller, target.address, flow_id)
+        call = self._new_call(customer_id, caller, target.address, flow_id, master)
         await records.add(self.store, call, "call_created")
-        hops = self._onward(self._master)
-        self._start(call, actions, lambda: self._dial_uri(caller, target, hops))
+        hops = self._onward(master)
+        self._start(call, actions, master, lambda: self._dial_uri(caller, target, hops))
         return call
 
     @staticmethod
@@ -280,13 +281,13 @@ class CallManager:
                     raise EgressBlocked(f"{uri.host} is a trunk of this platform; call phone numbers as 'tel' destinations")
         return address
 
-    def _start(self, call: Call, actions: list[dict[str, Any]], dial: Any) -> None:
+    def _start(self, call: Call, actions: list[dict[str, Any]], master: LiveCall | None, dial: Any) -> None:
         live = LiveCall(self, call, actions)
-        if self._master is not None:
-            live.master = self._master
-            live.hops_left = self._master.hops_left - 1
-            live.join_chain(self._master.chain)
-            self._master.children.append(live)
+        if master is not None:  # a connect's leg, bridged to its master and ending with it
+            live.master = master
+            live.hops_left = master.hops_left - 1
+            live.join_chain(master.chain)
+            master.children.append(live)
         self._chains[live.chain.id] = live.chain
         self.live[call.id] = live
         task = asyncio.create_task(live.run(dial), name=f"call-{call.id}")
