@@ -39,6 +39,7 @@ EVENT_HEADER = "X-VoIPBIN-Event"
 TIMESTAMP_HEADER = "X-VoIPBIN-Timestamp"
 
 PENDING, SENDING, DELIVERED, REJECTED, ABANDONED = "pending", "sending", "delivered", "rejected", "abandoned"
+STOP_SETTLE_S = 5.0
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -93,9 +94,16 @@ class _Lane:
 
     customer_id: str
     rows: list[WebhookDelivery]
-    untried: set[str]
+    task: asyncio.Task[None] | None = None
+    # Rows whose outcome is written (or which were postponed): nothing more to do for them.
+    settled: set[str] = field(default_factory=set)
     # Sent, but the outcome could not be written (the database went away): written on settling.
     outcomes: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    @property
+    def unsettled(self) -> set[str]:
+        """Rows still 'sending' with nothing known of them: to be sent again (at least once)."""
+        return {row.id for row in self.rows} - self.settled - self.outcomes.keys()
 
 
 class WebhookDispatcher:
@@ -118,9 +126,9 @@ class WebhookDispatcher:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
-        self._lanes: dict[str, asyncio.Task[None]] = {}
-        # Lanes that failed (the database went away) with rows still 'sending': the dispatcher
-        # records the outcomes of those sent and puts the others back in the queue.
+        self._lanes: dict[str, _Lane] = {}
+        # Lanes that failed (the database went away) or were stopped with rows still 'sending':
+        # the outcomes of those sent are recorded, and the others go back in the queue.
         self._unsettled: list[_Lane] = []
 
     async def start(self) -> None:
@@ -129,10 +137,17 @@ class WebhookDispatcher:
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._lanes.values()) if t is not None]
+        lanes = list(self._lanes.values())
+        tasks = [t for t in (self._task, *(lane.task for lane in lanes)) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # What the stopped lanes held goes back to the queue now, not when its lease runs out.
+        self._unsettled.extend(lane for lane in lanes if lane.unsettled or lane.outcomes)
+        try:
+            await asyncio.wait_for(self._settle(), STOP_SETTLE_S)
+        except Exception:  # the database away: the leases bring them back later
+            log.warning("webhook deliveries in flight at stop are left to their leases")
         if self._client:
             await self._client.aclose()
 
@@ -177,10 +192,9 @@ class WebhookDispatcher:
             return False
         claimed = await self._claim_due(room)
         for customer_id, rows in claimed.items():
-            lane = _Lane(customer_id, rows, {row.id for row in rows})
-            task = asyncio.create_task(self._run_lane(lane), name=f"webhooks-{customer_id}")
-            self._lanes[customer_id] = task
-            task.add_done_callback(lambda _t, c=customer_id: self._lane_ended(c))
+            lane = self._lanes[customer_id] = _Lane(customer_id, rows)
+            lane.task = asyncio.create_task(self._run_lane(lane), name=f"webhooks-{customer_id}")
+            lane.task.add_done_callback(lambda _t, c=customer_id: self._lane_ended(c))
         return bool(claimed)
 
     def _lane_ended(self, customer_id: str) -> None:
@@ -201,10 +215,10 @@ class WebhookDispatcher:
             async with self._store.transaction() as tx:
                 for row_id, values in lane.outcomes.items():
                     await tx.session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row_id).values(**values))
-                if lane.untried:
+                if unsettled := lane.unsettled:
                     await tx.session.execute(
                         update(WebhookDelivery)
-                        .where(WebhookDelivery.id.in_(list(lane.untried)), WebhookDelivery.status == SENDING)
+                        .where(WebhookDelivery.id.in_(list(unsettled)), WebhookDelivery.status == SENDING)
                         .values(status=PENDING, next_attempt_at=self._clock.read())
                     )
             self._unsettled.pop(0)
@@ -278,7 +292,6 @@ class WebhookDispatcher:
         if secret:
             headers[SIGNATURE_HEADER] = sign(body, secret)
         status_code, error, final = 0, "", False
-        lane.untried.discard(row.id)
         try:
             response = await self._client.request(row.method, row.uri, content=body, headers=headers)
             status_code = response.status_code
@@ -312,6 +325,7 @@ class WebhookDispatcher:
         except Exception:
             lane.outcomes[row.id] = values  # recorded once the database is back, not sent again
             raise
+        lane.settled.add(row.id)
         if not delivered:
             log.info("webhook %s of customer %s: %s", row.id, row.customer_id, error or f"HTTP {status_code}")
         return delivered or rejected  # a 4xx (or a refused target) is final, not a failing target
@@ -326,4 +340,4 @@ class WebhookDispatcher:
                 .where(WebhookDelivery.id.in_([r.id for r in rows]))
                 .values(status=PENDING, next_attempt_at=retry_at)
             )
-        lane.untried.difference_update(r.id for r in rows)
+        lane.settled.update(r.id for r in rows)
