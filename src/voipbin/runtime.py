@@ -6,6 +6,8 @@ import logging
 import secrets
 from datetime import timedelta
 
+from voipbin.accounts.bootstrap import ensure_sandbox_admin, refuse_exposure_with_default_password
+from voipbin.accounts.context import AccountsContext
 from voipbin.auth.throttle import Throttle, make_throttle
 from voipbin.auth.tokens import JwtSigner
 from voipbin.calls.manager import CallManager
@@ -15,12 +17,12 @@ from voipbin.core import logs
 from voipbin.core.clock import Clock
 from voipbin.core.egress import EgressPolicy
 from voipbin.events.bus import EventBus, InProcessBus
-from voipbin.events.webhooks import RetryPolicy, WebhookDispatcher, queue_deliveries
 from voipbin.mail.outbox import Mailer, make_mailer
 from voipbin.sip.service import SipService
 from voipbin.speech.service import SpeechService
 from voipbin.store.db import Store
 from voipbin.store.secrets import shared_secret
+from voipbin.webhooks import RetryPolicy, WebhookDispatcher, queue_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class Platform:
         self.store = Store(settings.db_url, self.bus, self.clock)
         self.mailer: Mailer = make_mailer(settings.smtp_url, settings.mail_dir)
         self.throttle: Throttle = make_throttle(settings.redis_url, settings.redis_namespace)
+        self.accounts = AccountsContext(settings, self.store, self.clock, self.mailer, self.throttle)
         # Rekeyed with the install's shared secret in ``start``; nothing is signed before that.
         self.jwt = JwtSigner(secrets.token_bytes(32), timedelta(seconds=settings.jwt_lifetime_s))
         self.webhooks = WebhookDispatcher(
@@ -63,17 +66,12 @@ class Platform:
     async def start(self) -> None:
         if self.started:
             return
-        from voipbin.accounts.bootstrap import (
-            ensure_sandbox_admin,
-            refuse_exposure_with_default_password,
-        )
-
         await self.bus.start()
         await self.store.migrate()
         self.jwt.rekey(await shared_secret(self.store, "jwt", self.settings.data_dir / "jwt.key"))
-        await ensure_sandbox_admin(self)
+        await ensure_sandbox_admin(self.accounts)
         try:
-            await refuse_exposure_with_default_password(self)
+            await refuse_exposure_with_default_password(self.accounts)
         except Exception:
             await self.bus.close()
             await self.store.close()

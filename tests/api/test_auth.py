@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import httpx
@@ -61,7 +62,8 @@ async def test_signup_never_reveals_whether_an_email_exists(client: httpx.AsyncC
 
 
 async def test_signups_are_limited_per_address_and_per_source(client: httpx.AsyncClient, platform: Platform) -> None:
-    platform.settings = platform.settings.replace(signup_limit_per_source=5)
+    settings = platform.settings.replace(signup_limit_per_source=5)
+    platform.accounts = dataclasses.replace(platform.accounts, settings=settings)
     answers = [await client.post("/auth/signup", json={"email": "bombed@example.com"}) for _ in range(6)]
 
     assert [a.status_code for a in answers] == [200] * 5 + [429]

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from tests.conftest import Tenant, make_settings, new_tenant
 from tests.live import free_port
 from voipbin.api.app import create_app
-from voipbin.events.webhooks import verify
 from voipbin.runtime import Platform
 from voipbin.store.models import WebhookDelivery
+from voipbin.webhooks import verify
 
 
 @dataclass

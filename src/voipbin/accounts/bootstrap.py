@@ -17,12 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from voipbin.accounts import recovery
+from voipbin.accounts.context import AccountsContext
 from voipbin.accounts.customers import Profile, assign_virtual_number, create_customer
 from voipbin.accounts.defaults import ADMIN_PASSWORD, ADMIN_USERNAME, default_password_in_use
 from voipbin.auth.passwords import hash_secret, verify_secret
 from voipbin.auth.permissions import Permission
 from voipbin.core.ids import new_id, token_hex
-from voipbin.runtime import Platform
 from voipbin.store.models import Agent, Extension, Number
 
 log = logging.getLogger(__name__)
@@ -35,26 +35,26 @@ class DefaultCredentials(RuntimeError):
     """The install would be reachable from elsewhere while admin@localhost has its published password."""
 
 
-async def ensure_sandbox_admin(platform: Platform) -> None:
+async def ensure_sandbox_admin(ctx: AccountsContext) -> None:
     """Create admin@localhost (platform superadmin and admin of "Sandbox Admin") once; with
     ``admin_password`` set, it replaces the published default password."""
-    chosen = platform.settings.admin_password
-    async with platform.store.session() as session:
+    chosen = ctx.settings.admin_password
+    async with ctx.store.session() as session:
         admin = await session.scalar(select(Agent).where(Agent.username == ADMIN_USERNAME, Agent.tm_delete.is_(None)))
     if admin is not None:
         if chosen and chosen != ADMIN_PASSWORD and await verify_secret(admin.password_hash, ADMIN_PASSWORD):
-            await _replace_default_password(platform, admin.id, chosen)
+            await _replace_default_password(ctx, admin.id, chosen)
         return
     password_hash = await hash_secret(chosen or ADMIN_PASSWORD)
     try:
-        customer_id = await _create_sandbox_admin(platform, password_hash)
+        customer_id = await _create_sandbox_admin(ctx, password_hash)
     except IntegrityError:  # another node of this install, starting at the same time, made it
         return
     log.info("created %s (customer %s)", ADMIN_USERNAME, customer_id)
 
 
-async def _create_sandbox_admin(platform: Platform, password_hash: str) -> str:
-    async with platform.store.transaction() as tx:
+async def _create_sandbox_admin(ctx: AccountsContext, password_hash: str) -> str:
+    async with ctx.store.transaction() as tx:
         customer, _agent = await create_customer(
             tx,
             Profile(email=ADMIN_USERNAME, name="Sandbox Admin", detail="Created by voipbin init"),
@@ -62,7 +62,7 @@ async def _create_sandbox_admin(platform: Platform, password_hash: str) -> str:
             admin_permission=Permission.PROJECT_SUPER_ADMIN | Permission.CUSTOMER_ADMIN,
             email_verified=True,
         )
-        if platform.settings.sandbox:
+        if ctx.settings.sandbox:
             await assign_virtual_number(tx, customer.id, name="demo number")
             now = tx.clock.now()
             for ext in DEMO_EXTENSIONS:
@@ -86,19 +86,19 @@ def _demo_password() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(DEMO_PASSWORD_LENGTH))
 
 
-async def _replace_default_password(platform: Platform, agent_id: str, password: str) -> None:
+async def _replace_default_password(ctx: AccountsContext, agent_id: str, password: str) -> None:
     password_hash = await hash_secret(password)
-    async with platform.store.transaction() as tx:
+    async with ctx.store.transaction() as tx:
         agent = await tx.session.get(Agent, agent_id)
         if agent is not None:
             recovery.set_password(tx, agent, password_hash)
     log.info("the password of %s was set from the admin password setting", ADMIN_USERNAME)
 
 
-async def refuse_exposure_with_default_password(platform: Platform) -> None:
+async def refuse_exposure_with_default_password(ctx: AccountsContext) -> None:
     """Raise DefaultCredentials when a published password would guard an install reachable from elsewhere."""
-    settings = platform.settings
-    if not settings.exposed or not await default_password_in_use(platform.store):
+    settings = ctx.settings
+    if not settings.exposed or not await default_password_in_use(ctx.store):
         return
     if settings.insecure_sandbox:
         log.warning("%s still has its published password and this install is reachable from other machines "
@@ -129,8 +129,8 @@ class SandboxFacts:
     default_password: bool = False
 
 
-async def sandbox_facts(platform: Platform) -> SandboxFacts:
-    async with platform.store.session() as session:
+async def sandbox_facts(ctx: AccountsContext) -> SandboxFacts:
+    async with ctx.store.session() as session:
         customer_id = await session.scalar(select(Agent.customer_id).where(Agent.username == ADMIN_USERNAME)) or ""
         number = await session.scalar(
             select(Number.number)
@@ -144,4 +144,4 @@ async def sandbox_facts(platform: Platform) -> SandboxFacts:
             .order_by(Extension.extension)
         )
         extensions = tuple(DemoExtension(e.extension, e.password) for e in demos)
-    return SandboxFacts(customer_id, number or "", extensions, await default_password_in_use(platform.store))
+    return SandboxFacts(customer_id, number or "", extensions, await default_password_in_use(ctx.store))

@@ -13,14 +13,14 @@ from email.message import EmailMessage
 from sqlalchemy import delete, func, select
 
 from voipbin.accounts import recovery
+from voipbin.accounts.context import AccountsContext
 from voipbin.accounts.errors import AccountError
 from voipbin.mail.outbox import agent_audience, compose
-from voipbin.runtime import Platform
 from voipbin.store.db import Tx
 from voipbin.store.models import Agent, Customer, EmailChange
 
 
-async def request(platform: Platform, tx: Tx, customer: Customer, email: str) -> EmailMessage:
+async def request(ctx: AccountsContext, tx: Tx, customer: Customer, email: str) -> EmailMessage:
     """The confirmation mail for ``email``, to send once ``tx`` commits; the customer's email stays as it is."""
     token, token_hash = recovery.new_link_token()
     now = tx.clock.now()
@@ -31,9 +31,9 @@ async def request(platform: Platform, tx: Tx, customer: Customer, email: str) ->
     owner = await tx.session.scalar(
         select(Agent.id).where(func.lower(Agent.username) == email, Agent.tm_delete.is_(None)).limit(1)
     )
-    link = f"{platform.settings.base_url}/auth/email-change?token={token}"
+    link = f"{ctx.settings.base_url}/auth/email-change?token={token}"
     return compose(
-        platform.settings.mail_from,
+        ctx.settings.mail_from,
         email,
         "Confirm your new VoIPBIN email address",
         f"The VoIPBIN account {customer.id} asked to use this address as its email.\n\n"
@@ -43,10 +43,10 @@ async def request(platform: Platform, tx: Tx, customer: Customer, email: str) ->
     )
 
 
-async def confirm(platform: Platform, token: str, announce: Callable[[Tx, Customer], None]) -> Customer:
+async def confirm(ctx: AccountsContext, token: str, announce: Callable[[Tx, Customer], None]) -> Customer:
     """Apply the change a link stands for; ``announce`` emits the customer's change in the same transaction."""
     invalid = AccountError(400, "INVALID_TOKEN", "This link is invalid, expired or already used; change the email again.")
-    async with platform.store.transaction() as tx:
+    async with ctx.store.transaction() as tx:
         change = await tx.session.get(EmailChange, recovery.hash_link_token(token))
         if change is None or change.tm_expire <= tx.clock.now():
             raise invalid

@@ -13,12 +13,12 @@ from datetime import timedelta
 
 from sqlalchemy import delete, func, select
 
+from voipbin.accounts.context import AccountsContext
 from voipbin.accounts.defaults import ADMIN_PASSWORD
 from voipbin.accounts.errors import AccountError
 from voipbin.auth.passwords import hash_secret
 from voipbin.core.ids import token_hex
 from voipbin.mail.outbox import agent_audience, compose, send_later
-from voipbin.runtime import Platform
 from voipbin.store.db import Tx
 from voipbin.store.models import Agent, Customer, PasswordReset
 
@@ -64,18 +64,18 @@ def issue_link(tx: Tx, agent_id: str) -> str:
     return token
 
 
-def link_url(platform: Platform, token: str) -> str:
-    return f"{platform.settings.base_url}/auth/password-reset?token={token}"
+def link_url(ctx: AccountsContext, token: str) -> str:
+    return f"{ctx.settings.base_url}/auth/password-reset?token={token}"
 
 
 MAILS_PER_HOUR = 3
 
 
-async def forgot(platform: Platform, username: str) -> None:
+async def forgot(ctx: AccountsContext, username: str) -> None:
     """Mail a reset link when the user exists; answer the same either way."""
-    if await platform.throttle.fail(f"forgot:{username.strip().lower()}", 3600) > MAILS_PER_HOUR:
+    if await ctx.throttle.fail(f"forgot:{username.strip().lower()}", 3600) > MAILS_PER_HOUR:
         return  # nobody's inbox gets flooded through us
-    async with platform.store.transaction() as tx:
+    async with ctx.store.transaction() as tx:
         agent = await tx.session.scalar(
             select(Agent)
             .join(Customer, Customer.id == Agent.customer_id)
@@ -87,13 +87,13 @@ async def forgot(platform: Platform, username: str) -> None:
         token = issue_link(tx, agent.id)
         await tx.session.execute(delete(PasswordReset).where(PasswordReset.tm_expire < tx.clock.now()))
     send_later(
-        platform.mailer,
+        ctx.mailer,
         compose(
-            platform.settings.mail_from,
+            ctx.settings.mail_from,
             agent.username,
             "Reset your VoIPBIN password",
             f"Someone asked to reset the password of {agent.username}.\n\n"
-            f"Set a new password here (the link works once, for 24 hours):\n{link_url(platform, token)}\n\n"
+            f"Set a new password here (the link works once, for 24 hours):\n{link_url(ctx, token)}\n\n"
             "If it was not you, ignore this email: your password stays as it is.\n",
             audience=[agent_audience(agent.id)],
         ),
@@ -107,20 +107,20 @@ def set_password(tx: Tx, agent: Agent, password_hash: str) -> None:
     agent.tm_update = tx.clock.now()
 
 
-async def reset(platform: Platform, token: str, password: str, announce: Callable[[Tx, Agent], None]) -> None:
+async def reset(ctx: AccountsContext, token: str, password: str, announce: Callable[[Tx, Agent], None]) -> None:
     """Set the password of a link's agent; ``announce`` emits the agent's change in the same transaction."""
     invalid = AccountError(
         400, "INVALID_TOKEN", "This link is invalid, expired or already used; ask for a new one with 'Forgot password'."
     )
-    async with platform.store.session() as session:
+    async with ctx.store.session() as session:
         link = await session.get(PasswordReset, hash_link_token(token))
         agent = await session.get(Agent, link.agent_id) if link else None
-    if link is None or agent is None or agent.tm_delete is not None or link.tm_expire <= platform.clock.now():
+    if link is None or agent is None or agent.tm_delete is not None or link.tm_expire <= ctx.clock.now():
         raise invalid
     if problem := password_problem(password, agent.username):
         raise AccountError(400, "WEAK_PASSWORD", problem)
     password_hash = await hash_secret(password)  # slow: before the transaction, not inside it
-    async with platform.store.transaction() as tx:
+    async with ctx.store.transaction() as tx:
         # Whoever deletes the link uses it: single use even under concurrent requests.
         used = await tx.session.execute(delete(PasswordReset).where(PasswordReset.token_hash == link.token_hash))
         if used.rowcount != 1:  # type: ignore[attr-defined]

@@ -20,12 +20,12 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from voipbin.accounts import recovery
+from voipbin.accounts.context import AccountsContext
 from voipbin.accounts.customers import Profile, assign_virtual_number, create_accesskey, create_customer
 from voipbin.accounts.errors import AccountError
 from voipbin.auth.passwords import hash_secret, verify_secret
 from voipbin.core.ids import token_hex
 from voipbin.mail.outbox import agent_audience, compose, send_later, signup_audience
-from voipbin.runtime import Platform
 from voipbin.store.db import Tx
 from voipbin.store.models import Accesskey, Agent, Customer, Signup
 
@@ -46,26 +46,26 @@ def normalize_email(raw: str) -> str | None:
         return None
 
 
-async def start(platform: Platform, profile: Profile, source: str) -> str:
+async def start(ctx: AccountsContext, profile: Profile, source: str) -> str:
     """The temp_token of a new signup ("" when the email is invalid).
 
     A registered email gets a temp_token too, indistinguishable from a real one (its code is
     never mailed; its owner is told of the attempt instead), so the answer reveals nothing.
     ``source`` is the client's address: each may start only so many signups an hour.
     """
-    settings = platform.settings
-    if await platform.throttle.fail(f"signup-from:{source}", 3600) > settings.signup_limit_per_source:
+    settings = ctx.settings
+    if await ctx.throttle.fail(f"signup-from:{source}", 3600) > settings.signup_limit_per_source:
         raise AccountError(429, "TOO_MANY_SIGNUPS", "Too many signups from your address in the last hour; try again later.")
     code = f"{secrets.randbelow(10**6):06d}"
     code_hash = await hash_secret(code)
     email = normalize_email(profile.email)
     if email is None:
         return ""
-    owner = await _owner_of(platform, email)
-    now = platform.clock.now()
+    owner = await _owner_of(ctx, email)
+    now = ctx.clock.now()
     temp_token = token_hex(16)
     link_token, link_hash = recovery.new_link_token()
-    async with platform.store.transaction() as tx:
+    async with ctx.store.transaction() as tx:
         tx.session.add(
             Signup(
                 temp_token=temp_token,
@@ -81,17 +81,17 @@ async def start(platform: Platform, profile: Profile, source: str) -> str:
         # Expired signups are of no further use to anyone.
         await tx.session.execute(delete(Signup).where(Signup.tm_expire < now))
     # However often someone signs up with an address, its inbox gets only a few mails an hour.
-    if await platform.throttle.fail(f"signup-mail:{email}", 3600) <= settings.signup_mails_per_address:
-        mail = _existing_mail(platform, email, owner) if owner else _verification_mail(platform, email, code, link_token, temp_token)
-        send_later(platform.mailer, mail)
+    if await ctx.throttle.fail(f"signup-mail:{email}", 3600) <= settings.signup_mails_per_address:
+        mail = _existing_mail(ctx, email, owner) if owner else _verification_mail(ctx, email, code, link_token, temp_token)
+        send_later(ctx.mailer, mail)
     return temp_token
 
 
-def _verification_mail(platform: Platform, email: str, code: str, link_token: str, temp_token: str) -> EmailMessage:
-    minutes = platform.settings.signup_code_lifetime_s // 60
-    link = f"{platform.settings.base_url}/auth/email-verify?token={link_token}"
+def _verification_mail(ctx: AccountsContext, email: str, code: str, link_token: str, temp_token: str) -> EmailMessage:
+    minutes = ctx.settings.signup_code_lifetime_s // 60
+    link = f"{ctx.settings.base_url}/auth/email-verify?token={link_token}"
     return compose(
-        platform.settings.mail_from,
+        ctx.settings.mail_from,
         email,
         f"Your VoIPBIN verification code: {code}",
         f"Confirm your email address by opening this link:\n{link}\n\n"
@@ -102,30 +102,30 @@ def _verification_mail(platform: Platform, email: str, code: str, link_token: st
     )
 
 
-async def complete(platform: Platform, temp_token: str, code: str) -> Completed:
+async def complete(ctx: AccountsContext, temp_token: str, code: str) -> Completed:
     """The headless path: the temp_token from ``start`` and the mailed code."""
-    await _count_attempt(platform, temp_token, code)
-    async with platform.store.session() as session:
+    await _count_attempt(ctx, temp_token, code)
+    async with ctx.store.session() as session:
         pending = await session.get(Signup, temp_token)
     code_ok = pending is not None and await verify_secret(pending.code_hash, code)
-    async with platform.store.transaction() as tx:
+    async with ctx.store.transaction() as tx:
         signup = await tx.session.get(Signup, temp_token)
-        outcome = _check(signup, code_ok, platform.clock.read())
+        outcome = _check(signup, code_ok, ctx.clock.read())
         if outcome is None:
             assert signup is not None
-            outcome = await _activate(platform, tx, signup)
-    return _finish(platform, outcome)
+            outcome = await _activate(ctx, tx, signup)
+    return _finish(ctx, outcome)
 
 
-async def verify_link(platform: Platform, link_token: str) -> Completed:
+async def verify_link(ctx: AccountsContext, link_token: str) -> Completed:
     """The console's path: the token of the emailed verification link."""
     invalid = AccountError(400, "INVALID_TOKEN", "This verification link is invalid, expired or already used; sign up again.")
-    async with platform.store.transaction() as tx:
+    async with ctx.store.transaction() as tx:
         signup = await tx.session.scalar(select(Signup).where(Signup.link_hash == recovery.hash_link_token(link_token)))
         outcome: Activated | AccountError = invalid
-        if signup is not None and signup.tm_expire > platform.clock.read():
-            outcome = await _activate(platform, tx, signup)
-    return _finish(platform, outcome)
+        if signup is not None and signup.tm_expire > ctx.clock.read():
+            outcome = await _activate(ctx, tx, signup)
+    return _finish(ctx, outcome)
 
 
 @dataclass(frozen=True)
@@ -134,33 +134,33 @@ class Activated:
     welcome: EmailMessage
 
 
-async def _activate(platform: Platform, tx: Tx, signup: Signup) -> Activated | AccountError:
+async def _activate(ctx: AccountsContext, tx: Tx, signup: Signup) -> Activated | AccountError:
     """Turn a checked signup into a customer with an access key and a set-password link."""
     await tx.session.delete(signup)  # used either way: a signup completes once
     if await _owner_in(tx.session, signup.email):
         return AccountError(400, "ALREADY_REGISTERED", ALREADY_REGISTERED)
-    settings = platform.settings
+    settings = ctx.settings
     customer, admin = await create_customer(tx, Profile(**signup.profile), email_verified=True)
     key, token = await create_accesskey(tx, customer.id, "signup", "Created at signup", settings.accesskey_default_expire_s)
     if settings.sandbox:
         await assign_virtual_number(tx, customer.id)
     await end_pending_signups(tx, signup.email)
-    welcome = _welcome_mail(platform, customer, admin, recovery.issue_link(tx, admin.id))
+    welcome = _welcome_mail(ctx, customer, admin, recovery.issue_link(tx, admin.id))
     return Activated(Completed(customer=customer, accesskey=key, token=token), welcome)
 
 
-def _finish(platform: Platform, outcome: Activated | AccountError) -> Completed:
+def _finish(ctx: AccountsContext, outcome: Activated | AccountError) -> Completed:
     """After the commit: raise the failure, or send the welcome mail."""
     if isinstance(outcome, AccountError):
         raise outcome
-    send_later(platform.mailer, outcome.welcome)
+    send_later(ctx.mailer, outcome.welcome)
     return outcome.completed
 
 
-async def _count_attempt(platform: Platform, temp_token: str, code: str) -> None:
+async def _count_attempt(ctx: AccountsContext, temp_token: str, code: str) -> None:
     """Count this attempt atomically (parallel guesses cannot slip past the limit)."""
-    limit = platform.settings.signup_max_attempts
-    async with platform.store.transaction() as tx:
+    limit = ctx.settings.signup_max_attempts
+    async with ctx.store.transaction() as tx:
         session = tx.session
         counted = await session.execute(
             update(Signup)
@@ -194,8 +194,8 @@ async def end_pending_signups(tx: Tx, email: str) -> None:
     await tx.session.execute(delete(Signup).where(Signup.email == email.lower()))
 
 
-async def _owner_of(platform: Platform, email: str) -> str | None:
-    async with platform.store.session() as session:
+async def _owner_of(ctx: AccountsContext, email: str) -> str | None:
+    async with ctx.store.session() as session:
         return await _owner_in(session, email)
 
 
@@ -217,9 +217,9 @@ async def _owner_in(session: AsyncSession, email: str) -> str | None:
     return None if admin_id is None else str(admin_id)
 
 
-def _existing_mail(platform: Platform, email: str, owner_agent_id: str) -> EmailMessage:
+def _existing_mail(ctx: AccountsContext, email: str, owner_agent_id: str) -> EmailMessage:
     return compose(
-        platform.settings.mail_from,
+        ctx.settings.mail_from,
         email,
         "Someone tried to sign up with your email",
         "A signup was started with this address, which already has a VoIPBIN account.\n"
@@ -228,15 +228,15 @@ def _existing_mail(platform: Platform, email: str, owner_agent_id: str) -> Email
     )
 
 
-def _welcome_mail(platform: Platform, customer: Customer, admin: Agent, password_token: str) -> EmailMessage:
-    settings = platform.settings
+def _welcome_mail(ctx: AccountsContext, customer: Customer, admin: Agent, password_token: str) -> EmailMessage:
+    settings = ctx.settings
     return compose(
         settings.mail_from,
         customer.email,
         "Welcome to VoIPBIN",
         f"Your account is ready. Customer id: {customer.id}\n\n"
         f"Set the password you will log in with ({customer.email}) here; the link works once, for 24 hours:\n"
-        f"{recovery.link_url(platform, password_token)}\n\n"
+        f"{recovery.link_url(ctx, password_token)}\n\n"
         f"Your access key was returned at signup; use it as ?accesskey= with the API.\n"
         f"The console is at {settings.base_url}/console/\n"
         f"SIP phones register to {settings.registrar_domain(customer.id)}.\n",

@@ -8,10 +8,10 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from voipbin.accounts.customers import create_accesskey
-from voipbin.api.crud import apply_update, emit_change, get_owned, list_view, soft_delete
+from voipbin.api.crud import apply_update, get_owned, list_view, soft_delete
 from voipbin.api.deps import AdminDep, PagingDep, PlatformDep
-from voipbin.api.schemas import AccesskeyCreated, AccesskeyOut, LongText, Page, ShortText, Strict
 from voipbin.store.models import Accesskey
+from voipbin.views import AccesskeyCreated, AccesskeyOut, LongText, Page, ShortText, Strict, announce
 
 router = APIRouter(prefix="/v1.0/accesskeys", tags=["accesskeys"])
 
@@ -42,7 +42,7 @@ async def create(body: AccesskeyIn, platform: PlatformDep, who: AdminDep) -> Acc
     expire = body.expire or platform.settings.accesskey_default_expire_s
     async with platform.store.transaction() as tx:
         key, token = await create_accesskey(tx, who.customer_id, body.name, body.detail, expire)
-        emit_change(tx, key, AccesskeyOut, "accesskey", "created")
+        announce(tx, key, "accesskey_created", AccesskeyOut)
     return created_view(key, token)
 
 
@@ -63,7 +63,7 @@ async def update(accesskey_id: str, body: AccesskeyUpdate, platform: PlatformDep
     async with platform.store.transaction() as tx:
         key = await get_owned(tx.session, Accesskey, accesskey_id, who.customer_id, "accesskey")
         apply_update(key, body, tx)
-        return emit_change(tx, key, AccesskeyOut, "accesskey", "updated")
+        return announce(tx, key, "accesskey_updated", AccesskeyOut)
 
 
 @router.delete("/{accesskey_id}", response_model=AccesskeyOut)
@@ -71,4 +71,4 @@ async def delete(accesskey_id: str, platform: PlatformDep, who: AdminDep) -> Acc
     async with platform.store.transaction() as tx:
         key = await get_owned(tx.session, Accesskey, accesskey_id, who.customer_id, "accesskey")
         soft_delete(key, tx)
-        return emit_change(tx, key, AccesskeyOut, "accesskey", "deleted")
+        return announce(tx, key, "accesskey_deleted", AccesskeyOut)

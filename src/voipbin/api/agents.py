@@ -10,14 +10,14 @@ from sqlalchemy import func, select
 
 from voipbin.accounts import recovery
 from voipbin.accounts.signup import end_pending_signups, normalize_email
-from voipbin.api.crud import apply_update, emit_change, get_owned, list_view, soft_delete
+from voipbin.api.crud import apply_update, get_owned, list_view, soft_delete
 from voipbin.api.deps import AdminDep, PagingDep, PlatformDep, Principal, StaffDep
 from voipbin.api.errors import bad_request, conflict, forbidden
-from voipbin.api.schemas import AgentOut, LongText, Page, ShortText, Strict
 from voipbin.auth.passwords import hash_secret
 from voipbin.auth.permissions import Permission
 from voipbin.core.ids import new_id
 from voipbin.store.models import Agent
+from voipbin.views import AgentOut, LongText, Page, ShortText, Strict, announce
 
 router = APIRouter(prefix="/v1.0/agents", tags=["agents"])
 
@@ -84,7 +84,7 @@ async def create(body: AgentIn, platform: PlatformDep, who: AdminDep) -> AgentOu
         )
         tx.session.add(agent)
         await end_pending_signups(tx, username)
-        return emit_change(tx, agent, AgentOut, "agent", "created")
+        return announce(tx, agent, "agent_created", AgentOut)
 
 
 @router.get("", response_model=Page[AgentOut])
@@ -103,7 +103,7 @@ async def update(agent_id: str, body: AgentUpdate, platform: PlatformDep, who: A
     async with platform.store.transaction() as tx:
         agent = await get_owned(tx.session, Agent, agent_id, who.customer_id, "agent")
         apply_update(agent, body, tx)
-        return emit_change(tx, agent, AgentOut, "agent", "updated")
+        return announce(tx, agent, "agent_updated", AgentOut)
 
 
 @router.put("/{agent_id}/permission", response_model=AgentOut)
@@ -113,7 +113,7 @@ async def set_permission(agent_id: str, body: PermissionIn, platform: PlatformDe
         agent = await get_owned(tx.session, Agent, agent_id, who.customer_id, "agent")
         agent.permission = body.permission
         agent.tm_update = tx.clock.now()
-        return emit_change(tx, agent, AgentOut, "agent", "updated")
+        return announce(tx, agent, "agent_updated", AgentOut)
 
 
 @router.put("/{agent_id}/password", response_model=AgentOut)
@@ -126,7 +126,7 @@ async def set_password(agent_id: str, body: PasswordIn, platform: PlatformDep, w
     async with platform.store.transaction() as tx:
         agent = await get_owned(tx.session, Agent, agent_id, who.customer_id, "agent")
         recovery.set_password(tx, agent, password_hash)
-        return emit_change(tx, agent, AgentOut, "agent", "updated")
+        return announce(tx, agent, "agent_updated", AgentOut)
 
 
 @router.delete("/{agent_id}", response_model=AgentOut)
@@ -136,4 +136,4 @@ async def delete(agent_id: str, platform: PlatformDep, who: AdminDep) -> AgentOu
     async with platform.store.transaction() as tx:
         agent = await get_owned(tx.session, Agent, agent_id, who.customer_id, "agent")
         soft_delete(agent, tx)
-        return emit_change(tx, agent, AgentOut, "agent", "deleted")
+        return announce(tx, agent, "agent_deleted", AgentOut)

@@ -9,12 +9,13 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 
-from voipbin import __version__, console
+from voipbin import __version__
 from voipbin.api import (
     accesskeys,
     agents,
     auth,
     calls,
+    console,
     customers,
     errors,
     extensions,

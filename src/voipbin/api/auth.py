@@ -14,14 +14,13 @@ from voipbin.accounts import email_change, recovery, signup
 from voipbin.accounts.customers import Profile
 from voipbin.accounts.errors import AccountError
 from voipbin.api.accesskeys import created_view
-from voipbin.api.crud import emit_change
 from voipbin.api.customers import announce_customer, check_webhook_target
 from voipbin.api.deps import PlatformDep
 from voipbin.api.errors import ApiError, unauthenticated
-from voipbin.api.schemas import AccesskeyCreated, AgentOut, CustomerOut, LongText, ShortText, Strict, WebhookMethod
 from voipbin.auth.passwords import verify_secret
 from voipbin.store.db import Tx
 from voipbin.store.models import Agent, Customer
+from voipbin.views import AccesskeyCreated, AgentOut, CustomerOut, LongText, ShortText, Strict, WebhookMethod, announce
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -100,7 +99,7 @@ async def post_signup(body: SignupIn, platform: PlatformDep, request: Request) -
         webhook_uri=body.webhook_uri,
     )
     try:
-        return SignupOut(temp_token=await signup.start(platform, profile, _client(request)))
+        return SignupOut(temp_token=await signup.start(platform.accounts, profile, _client(request)))
     except AccountError as exc:
         raise _api_error(exc, {"Retry-After": "3600"}) from None
 
@@ -113,7 +112,7 @@ async def post_signup(body: SignupIn, platform: PlatformDep, request: Request) -
 )
 async def post_complete_signup(body: CompleteSignupIn, platform: PlatformDep) -> CompleteSignupOut:
     try:
-        done = await signup.complete(platform, body.temp_token, body.code.strip())
+        done = await signup.complete(platform.accounts, body.temp_token, body.code.strip())
     except AccountError as exc:
         raise _api_error(exc) from None
     return CompleteSignupOut(customer_id=done.customer.id, accesskey=created_view(done.accesskey, done.token))
@@ -138,7 +137,7 @@ async def get_email_verify(token: Annotated[str, Query(max_length=64)] = "") -> 
 )
 async def post_email_verify(body: EmailVerifyIn, platform: PlatformDep) -> EmailVerifyOut:
     try:
-        done = await signup.verify_link(platform, body.token)
+        done = await signup.verify_link(platform.accounts, body.token)
     except AccountError as exc:
         raise _api_error(exc) from None
     return EmailVerifyOut(
@@ -159,7 +158,7 @@ async def get_email_change(token: Annotated[str, Query(max_length=64)] = "") -> 
 )
 async def post_email_change(body: EmailVerifyIn, platform: PlatformDep) -> CustomerOut:
     try:
-        customer = await email_change.confirm(platform, body.token, announce_customer)
+        customer = await email_change.confirm(platform.accounts, body.token, announce_customer)
     except AccountError as exc:
         raise _api_error(exc) from None
     return CustomerOut.model_validate(customer)
@@ -167,7 +166,7 @@ async def post_email_change(body: EmailVerifyIn, platform: PlatformDep) -> Custo
 
 @router.post("/password-forgot", summary="Mail a password reset link (always 200)")
 async def post_password_forgot(body: PasswordForgotIn, platform: PlatformDep) -> dict[str, str]:
-    await recovery.forgot(platform, body.username)
+    await recovery.forgot(platform.accounts, body.username)
     return {}
 
 
@@ -183,7 +182,7 @@ async def get_password_reset(token: Annotated[str, Query(max_length=64)] = "") -
 )
 async def post_password_reset(body: PasswordResetIn, platform: PlatformDep) -> dict[str, str]:
     try:
-        await recovery.reset(platform, body.token, body.password, _announce_agent)
+        await recovery.reset(platform.accounts, body.token, body.password, _announce_agent)
     except AccountError as exc:
         raise _api_error(exc) from None
     return {}
@@ -198,7 +197,7 @@ def _client(request: Request) -> str:
 
 
 def _announce_agent(tx: Tx, agent: Agent) -> None:
-    emit_change(tx, agent, AgentOut, "agent", "updated")
+    announce(tx, agent, "agent_updated", AgentOut)
 
 
 def _hex_only(token: str) -> str:

@@ -11,8 +11,6 @@ from voipbin.api import forwarding
 from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import bad_request, conflict
-from voipbin.api.schemas import AddressModel, CallOut, GroupcallOut, Page, Strict
-from voipbin.calls import records
 from voipbin.calls.addresses import CallRequestError
 from voipbin.calls.live import LiveCall
 from voipbin.calls.recording import RecordingError, RecordingOptions
@@ -20,6 +18,7 @@ from voipbin.core.ids import is_uuid
 from voipbin.flows.actions import FlowError, parse_actions
 from voipbin.runtime import Platform
 from voipbin.store.models import Call, Groupcall
+from voipbin.views import AddressModel, CallOut, GroupcallOut, Page, Strict, announce
 
 router = APIRouter(prefix="/v1.0", tags=["calls"])
 
@@ -117,7 +116,7 @@ async def delete_call(call_id: str, platform: PlatformDep, who: StaffDep, reques
     async with platform.store.transaction() as tx:
         call = await get_owned(tx.session, Call, call_id, who.customer_id, "call")
         soft_delete(call, tx)
-        records.announce(tx, call, "call_deleted")
+        announce(tx, call, "call_deleted")
     return CallOut.model_validate(call)
 
 

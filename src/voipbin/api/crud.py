@@ -10,12 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from voipbin.api.deps import Paging
 from voipbin.api.errors import bad_request, not_found
-from voipbin.api.schemas import Page, Resource
 from voipbin.core.clock import format_timestamp, parse_timestamp
 from voipbin.core.ids import is_uuid
-from voipbin.events.topics import customer_topic
 from voipbin.runtime import Platform
 from voipbin.store.db import Tx
+from voipbin.views import Page, Resource
 
 M = TypeVar("M", bound=Any)
 R = TypeVar("R", bound=Resource)
@@ -62,13 +61,6 @@ async def list_view(
     async with platform.store.session() as session:
         rows, token = await page(session, owned_query(model, customer_id).where(*filters), model, paging)
     return Page[view](result=[view.model_validate(r) for r in rows], next_page_token=token)  # type: ignore[valid-type]
-
-
-def emit_change(tx: Tx, row: Any, view: type[R] | R, resource: str, action: str) -> R:
-    """Publish ``<resource>_<action>`` with the row's public view (in the same transaction)."""
-    public = view.model_validate(row) if isinstance(view, type) else view
-    tx.emit(row.customer_id, f"{resource}_{action}", public.public(), [customer_topic(row.customer_id, resource, row.id)])
-    return public
 
 
 def apply_update(row: Any, changes: BaseModel, tx: Tx) -> None:

@@ -16,15 +16,14 @@ from voipbin.accounts.signup import end_pending_signups, normalize_email
 from voipbin.api.crud import page
 from voipbin.api.deps import AdminDep, PagingDep, PlatformDep, StaffDep, SuperadminDep
 from voipbin.api.errors import bad_request, conflict, not_found
-from voipbin.api.schemas import CustomerOut, CustomerSelf, LongText, Page, ShortText, Strict, WebhookMethod
 from voipbin.auth.passwords import hash_secret
 from voipbin.auth.permissions import Permission
 from voipbin.core.ids import is_uuid
-from voipbin.events.topics import customer_topic
 from voipbin.mail.outbox import send_later
 from voipbin.runtime import Platform
 from voipbin.store.db import Tx
 from voipbin.store.models import Agent, Customer
+from voipbin.views import CustomerOut, CustomerSelf, LongText, Page, ShortText, Strict, WebhookMethod, announce
 
 router = APIRouter(prefix="/v1.0", tags=["customer"])
 
@@ -74,8 +73,7 @@ def check_webhook_target(platform: Platform, uri: str | None) -> None:
 
 
 def _emit(tx: Tx, customer: Customer, action: str) -> None:
-    tx.emit(customer.id, f"customer_{action}", CustomerOut.model_validate(customer).public(),
-            [customer_topic(customer.id, "customer", customer.id)])
+    announce(tx, customer, f"customer_{action}")
 
 
 def _apply(customer: Customer, body: CustomerUpdate, tx: Tx) -> None:
@@ -118,7 +116,7 @@ async def update_own(body: CustomerUpdate, platform: PlatformDep, who: AdminDep)
         customer = await _live_customer(tx.session, who.customer_id)
         new_email = normalize_email(body.email) if body.email else None
         if new_email is not None and new_email != customer.email.lower():
-            confirmation = await email_change.request(platform, tx, customer, new_email)
+            confirmation = await email_change.request(platform.accounts, tx, customer, new_email)
         _apply(customer, body.model_copy(update={"email": None}), tx)
         _emit(tx, customer, "updated")
     if confirmation is not None:

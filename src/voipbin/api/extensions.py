@@ -8,14 +8,14 @@ from fastapi import APIRouter
 from pydantic import Field
 from sqlalchemy import select
 
-from voipbin.api.crud import apply_update, emit_change, get_owned, owned_query, page, soft_delete
+from voipbin.api.crud import apply_update, get_owned, owned_query, page, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import conflict
-from voipbin.api.schemas import ContactOut, ExtensionOut, Page, Strict
 from voipbin.core.ids import new_id, token_hex
 from voipbin.runtime import Platform
 from voipbin.store.db import Tx
 from voipbin.store.models import Extension
+from voipbin.views import ContactOut, ExtensionOut, Page, Strict, announce
 
 router = APIRouter(prefix="/v1.0/extensions", tags=["extensions"])
 
@@ -73,7 +73,7 @@ async def create(body: ExtensionIn, platform: PlatformDep, who: StaffDep) -> Ext
             tm_create=tx.clock.now(),
         )
         tx.session.add(ext)
-        return emit_change(tx, ext, view(platform, ext), "extension", "created")
+        return announce(tx, ext, "extension_created", view(platform, ext))
 
 
 @router.get("", response_model=Page[ExtensionOut])
@@ -94,7 +94,7 @@ async def update(extension_id: str, body: ExtensionUpdate, platform: PlatformDep
     async with platform.store.transaction() as tx:
         ext = await get_owned(tx.session, Extension, extension_id, who.customer_id, "extension")
         apply_update(ext, body, tx)
-        return emit_change(tx, ext, view(platform, ext), "extension", "updated")
+        return announce(tx, ext, "extension_updated", view(platform, ext))
 
 
 @router.delete("/{extension_id}", response_model=ExtensionOut)
@@ -102,4 +102,4 @@ async def delete(extension_id: str, platform: PlatformDep, who: StaffDep) -> Ext
     async with platform.store.transaction() as tx:
         ext = await get_owned(tx.session, Extension, extension_id, who.customer_id, "extension")
         soft_delete(ext, tx)
-        return emit_change(tx, ext, view(platform, ext), "extension", "deleted")
+        return announce(tx, ext, "extension_deleted", view(platform, ext))

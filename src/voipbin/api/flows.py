@@ -9,12 +9,12 @@ from pydantic import Field
 
 from voipbin.api import forwarding
 from voipbin.api.calls import checked_actions
-from voipbin.api.crud import apply_update, emit_change, get_owned, list_view, soft_delete
+from voipbin.api.crud import apply_update, get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import conflict
-from voipbin.api.schemas import ActiveflowOut, FlowOut, LongText, Page, ShortText, Strict
 from voipbin.core.ids import new_id, token_hex
 from voipbin.store.models import Activeflow, Flow
+from voipbin.views import ActiveflowOut, FlowOut, LongText, Page, ShortText, Strict, announce
 
 router = APIRouter(prefix="/v1.0", tags=["flows"])
 
@@ -50,7 +50,7 @@ async def create(body: FlowIn, platform: PlatformDep, who: StaffDep) -> FlowOut:
             tm_create=tx.clock.now(),
         )
         tx.session.add(flow)
-        return emit_change(tx, flow, FlowOut, "flow", "created")
+        return announce(tx, flow, "flow_created", FlowOut)
 
 
 @router.get("/flows", response_model=Page[FlowOut])
@@ -71,7 +71,7 @@ async def update(flow_id: str, body: FlowUpdate, platform: PlatformDep, who: Sta
     async with platform.store.transaction() as tx:
         flow = await get_owned(tx.session, Flow, flow_id, who.customer_id, "flow")
         apply_update(flow, body, tx)
-        return emit_change(tx, flow, FlowOut, "flow", "updated")
+        return announce(tx, flow, "flow_updated", FlowOut)
 
 
 @router.delete("/flows/{flow_id}", response_model=FlowOut)
@@ -79,7 +79,7 @@ async def delete(flow_id: str, platform: PlatformDep, who: StaffDep) -> FlowOut:
     async with platform.store.transaction() as tx:
         flow = await get_owned(tx.session, Flow, flow_id, who.customer_id, "flow")
         soft_delete(flow, tx)
-        return emit_change(tx, flow, FlowOut, "flow", "deleted")
+        return announce(tx, flow, "flow_deleted", FlowOut)
 
 
 @router.get("/activeflows", response_model=Page[ActiveflowOut], tags=["activeflows"])

@@ -9,14 +9,14 @@ from pydantic import Field, field_validator
 from sqlalchemy import select
 
 from voipbin.accounts.customers import VIRTUAL_PREFIX
-from voipbin.api.crud import apply_update, emit_change, get_owned, list_view, soft_delete
+from voipbin.api.crud import apply_update, get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, Principal, StaffDep
 from voipbin.api.errors import bad_request, conflict, forbidden
-from voipbin.api.schemas import LongText, NumberOut, Page, ShortText, Strict
 from voipbin.core.ids import is_uuid, new_id
 from voipbin.core.phone import E164_RULE, is_e164
 from voipbin.runtime import Platform
 from voipbin.store.models import Customer, Number
+from voipbin.views import LongText, NumberOut, Page, ShortText, Strict, announce
 
 router = APIRouter(prefix="/v1.0/numbers", tags=["numbers"])
 
@@ -84,7 +84,7 @@ async def create(body: NumberIn, platform: PlatformDep, who: StaffDep) -> Number
             **body.model_dump(exclude={"customer_id"}),
         )
         tx.session.add(number)
-        return emit_change(tx, number, NumberOut, "number", "created")
+        return announce(tx, number, "number_created", NumberOut)
 
 
 async def _assignee(platform: Platform, who: Principal, customer_id: str) -> str:
@@ -117,7 +117,7 @@ async def update(number_id: str, body: NumberUpdate, platform: PlatformDep, who:
     async with platform.store.transaction() as tx:
         number = await get_owned(tx.session, Number, number_id, who.customer_id, "number")
         apply_update(number, body, tx)
-        return emit_change(tx, number, NumberOut, "number", "updated")
+        return announce(tx, number, "number_updated", NumberOut)
 
 
 @router.delete("/{number_id}", response_model=NumberOut, summary="Release a number")
@@ -126,4 +126,4 @@ async def delete(number_id: str, platform: PlatformDep, who: StaffDep) -> Number
         number = await get_owned(tx.session, Number, number_id, who.customer_id, "number")
         number.status = "deleted"
         soft_delete(number, tx)
-        return emit_change(tx, number, NumberOut, "number", "deleted")
+        return announce(tx, number, "number_deleted", NumberOut)

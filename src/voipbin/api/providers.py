@@ -8,12 +8,12 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from voipbin.accounts.defaults import ADMIN_USERNAME, default_password_in_use
-from voipbin.api.crud import apply_update, emit_change, get_owned, list_view, soft_delete
+from voipbin.api.crud import apply_update, get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, SuperadminDep
 from voipbin.api.errors import ApiError
-from voipbin.api.schemas import LongText, Page, ProviderOut, ShortText, Strict
 from voipbin.core.ids import new_id
 from voipbin.store.models import Provider
+from voipbin.views import LongText, Page, ProviderOut, ShortText, Strict, announce
 
 router = APIRouter(prefix="/v1.0/providers", tags=["operator"])
 
@@ -56,7 +56,7 @@ async def create(body: ProviderIn, platform: PlatformDep, who: SuperadminDep) ->
     async with platform.store.transaction() as tx:
         provider = Provider(id=new_id(), customer_id=who.customer_id, tm_create=tx.clock.now(), **body.model_dump())
         tx.session.add(provider)
-        return emit_change(tx, provider, ProviderOut, "provider", "created")
+        return announce(tx, provider, "provider_created", ProviderOut)
 
 
 @router.get("", response_model=Page[ProviderOut])
@@ -75,7 +75,7 @@ async def update(provider_id: str, body: ProviderUpdate, platform: PlatformDep, 
     async with platform.store.transaction() as tx:
         provider = await get_owned(tx.session, Provider, provider_id, who.customer_id, "provider")
         apply_update(provider, body, tx)
-        return emit_change(tx, provider, ProviderOut, "provider", "updated")
+        return announce(tx, provider, "provider_updated", ProviderOut)
 
 
 @router.delete("/{provider_id}", response_model=ProviderOut)
@@ -83,4 +83,4 @@ async def delete(provider_id: str, platform: PlatformDep, who: SuperadminDep) ->
     async with platform.store.transaction() as tx:
         provider = await get_owned(tx.session, Provider, provider_id, who.customer_id, "provider")
         soft_delete(provider, tx)
-        return emit_change(tx, provider, ProviderOut, "provider", "deleted")
+        return announce(tx, provider, "provider_deleted", ProviderOut)

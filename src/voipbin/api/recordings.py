@@ -11,10 +11,10 @@ from voipbin.api import forwarding
 from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import bad_request, not_found
-from voipbin.api.schemas import Page, RecordingOut
 from voipbin.calls.recording import recording_path
 from voipbin.runtime import Platform
 from voipbin.store.models import Recording
+from voipbin.views import Page, RecordingOut
 
 router = APIRouter(prefix="/v1.0", tags=["recordings"])
 

@@ -21,10 +21,10 @@ from sqlalchemy import select
 
 from voipbin.api.deps import OptionalPrincipalDep, PlatformDep, Principal
 from voipbin.api.errors import ApiError, forbidden, unauthenticated
-from voipbin.api.schemas import Resource, Timestamp
 from voipbin.mail.outbox import StoredMail, agent_audience, read_outbox, signup_audience
 from voipbin.runtime import Platform
 from voipbin.store.models import Agent, Signup
+from voipbin.views import Resource, Timestamp
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"])
 

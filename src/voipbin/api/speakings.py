@@ -13,13 +13,12 @@ from voipbin.api import forwarding
 from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import ApiError, bad_request
-from voipbin.api.schemas import Page, SpeakingOut, Strict, TranscribeOut, TranscriptOut
-from voipbin.calls import records
 from voipbin.calls.speaking import SpeakingSession
 from voipbin.core.ids import is_uuid
 from voipbin.runtime import Platform
 from voipbin.speech.tts import TtsError
 from voipbin.store.models import Speaking, Transcribe, Transcript
+from voipbin.views import Page, SpeakingOut, Strict, TranscribeOut, TranscriptOut, announce
 
 router = APIRouter(prefix="/v1.0", tags=["speech"])
 
@@ -130,7 +129,7 @@ async def delete(speaking_id: str, platform: PlatformDep, who: StaffDep, request
     async with platform.store.transaction() as tx:
         row = await get_owned(tx.session, Speaking, speaking_id, who.customer_id, "speaking")
         soft_delete(row, tx)
-        records.announce(tx, row, "speaking_deleted")
+        announce(tx, row, "speaking_deleted")
     return SpeakingOut.model_validate(row)
 
 

@@ -17,15 +17,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
 
-from voipbin.api.crud import emit_change, get_owned, list_view, soft_delete
+from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import ApiError, bad_request, not_found
-from voipbin.api.schemas import Page, StorageFileOut
 from voipbin.calls.runner import storage_file_path
 from voipbin.core.ids import new_id
 from voipbin.media.audiofile import MAX_BYTES, decode_to_pcm8k
 from voipbin.runtime import Platform
 from voipbin.store.models import StorageFile
+from voipbin.views import Page, StorageFileOut, announce
 
 router = APIRouter(prefix="/v1.0", tags=["storage"])
 
@@ -110,7 +110,7 @@ async def upload_storage_file(
                 tm_create=tx.clock.now(),
             )
             tx.session.add(row)
-            return emit_change(tx, row, StorageFileOut, "storage_file", "created")
+            return announce(tx, row, "storage_file_created", StorageFileOut)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -131,7 +131,7 @@ async def delete_storage_file(storage_file_id: str, platform: PlatformDep, who: 
     async with platform.store.transaction() as tx:
         row = await get_owned(tx.session, StorageFile, storage_file_id, who.customer_id, "storage_file")
         soft_delete(row, tx)
-        deleted = emit_change(tx, row, StorageFileOut, "storage_file", "deleted")
+        deleted = announce(tx, row, "storage_file_deleted", StorageFileOut)
     storage_file_path(platform.settings.data_dir, row.customer_id, row.id).unlink(missing_ok=True)
     return deleted
 

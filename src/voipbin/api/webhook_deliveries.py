@@ -10,8 +10,8 @@ from fastapi import APIRouter
 
 from voipbin.api.crud import list_view
 from voipbin.api.deps import AdminDep, PagingDep, PlatformDep
-from voipbin.api.schemas import Page, Resource, Timestamp
 from voipbin.store.models import WebhookDelivery
+from voipbin.views import Page, Resource, Timestamp
 
 router = APIRouter(prefix="/v1.0", tags=["webhook"])
 

@@ -35,6 +35,7 @@ from voipbin.sip.message import Address, Request
 from voipbin.sip.ua import CallState, SipCall
 from voipbin.sip.uri import SipUri, escape_user
 from voipbin.store.models import Activeflow, Call, Extension, Flow, Groupcall, Number, Provider, Recording
+from voipbin.views import announce
 
 if TYPE_CHECKING:
     from voipbin.runtime import Platform
@@ -85,7 +86,7 @@ class CallManager:
             for call in stuck:
                 call.status, call.hangup_by, call.hangup_reason = "hangup", "local", "failed"
                 call.tm_hangup = call.tm_update = now
-                records.announce(tx, call, "call_hangup")
+                announce(tx, call, "call_hangup")
             await tx.session.execute(
                 update(Groupcall)
                 .where(Groupcall.status != "hangup", Groupcall.node_id.in_(node_ids))
@@ -224,10 +225,10 @@ class CallManager:
         group.call_count = len(calls)
         async with self.store.transaction() as tx:
             tx.session.add(group)
-            records.announce(tx, group, "groupcall_created")
+            announce(tx, group, "groupcall_created")
             for call in calls:
                 tx.session.add(call)
-                records.announce(tx, call, "call_created")
+                announce(tx, call, "call_created")
         callee = f"sip:{extension.extension}@{self.platform.settings.registrar_domain(customer_id)}"
         hops = self._onward(master)
         for call, binding in zip(calls, bindings or [None]):

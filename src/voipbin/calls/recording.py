@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from voipbin.calls import records
 from voipbin.core.ids import new_id
 from voipbin.media.recorder import SAMPLE_RATE_8K, WavRecorder
 from voipbin.store.models import Call, Recording
+from voipbin.views import announce
 
 if TYPE_CHECKING:
     from voipbin.calls.live import LiveCall
@@ -98,7 +98,7 @@ class CallRecording:
             endpoint.play(_beep())
         async with self.live.manager.store.transaction() as tx:
             tx.session.add(self.row)
-            records.announce(tx, self.row, "recording_started")
+            announce(tx, self.row, "recording_started")
             call = await tx.session.get(Call, self.live.id)
             if call is not None:
                 call.recording_id = self.row.id
@@ -126,7 +126,7 @@ class CallRecording:
             if row is not None and row.status != "ended":
                 row.status, row.tm_end = "ended", tx.clock.now()
                 row.tm_update = row.tm_end
-                records.announce(tx, row, "recording_finished")
+                announce(tx, row, "recording_finished")
                 self.row = row
             call = await tx.session.get(Call, self.live.id)
             if call is not None and call.recording_id == self.row.id:

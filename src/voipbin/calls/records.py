@@ -4,45 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from voipbin.api.schemas import (
-    ActiveflowOut,
-    CallOut,
-    GroupcallOut,
-    RecordingOut,
-    Resource,
-    SpeakingOut,
-    TranscribeOut,
-    TranscriptOut,
-)
-from voipbin.events.topics import customer_topic
 from voipbin.store.db import Store, Tx
-from voipbin.store.models import Activeflow, Call, Groupcall, Recording, Speaking, Transcribe, Transcript
-
-VIEWS: dict[type[Any], tuple[str, type[Resource]]] = {
-    Call: ("call", CallOut),
-    Groupcall: ("groupcall", GroupcallOut),
-    Activeflow: ("activeflow", ActiveflowOut),
-    Transcribe: ("transcribe", TranscribeOut),
-    Transcript: ("transcript", TranscriptOut),
-    Speaking: ("speaking", SpeakingOut),
-    Recording: ("recording", RecordingOut),
-}
-
-
-def public(row: Any) -> dict[str, Any]:
-    return VIEWS[type(row)][1].model_validate(row).public()
-
-
-def announce(tx: Tx, row: Any, event_type: str) -> dict[str, Any]:
-    """Emit ``event_type`` for ``row`` under its topic (transcripts also under their transcribe)."""
-    resource, _view = VIEWS[type(row)]
-    data = public(row)
-    topics = [customer_topic(row.customer_id, resource, row.id)]
-    if isinstance(row, Transcript):
-        # The quickstart subscribes to customer_id:<id>:transcribe:* to get transcripts.
-        topics.append(customer_topic(row.customer_id, "transcribe", row.transcribe_id))
-    tx.emit(row.customer_id, event_type, data, topics)
-    return data
+from voipbin.views import announce
 
 
 async def change(store: Store, model: type[Any], row_id: str, event_type: str | None, **values: Any) -> Any:

@@ -99,7 +99,7 @@ def start(
 
     async def announce(platform: Platform) -> None:
         status.stop()
-        _banner(settings, await sandbox_facts(platform))
+        _banner(settings, await sandbox_facts(platform.accounts))
 
     try:
         asyncio.run(serve(settings, announce))

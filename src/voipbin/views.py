@@ -1,16 +1,21 @@
 """Public shapes of resources, as VoIPBIN's seed-era spec and the quickstart show them.
 
-The same dict goes out in REST responses, WebSocket frames and webhook bodies.
+The same dict goes out in REST responses, WebSocket frames and webhook bodies: ``announce`` is
+the one place a change of a resource becomes an event, so every layer (the API's routes, live
+calls) publishes the shape a client reads back.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, model_validator
 
 from voipbin.core.clock import format_timestamp
+from voipbin.events.topics import customer_topic
+from voipbin.store import models
+from voipbin.store.db import Tx
 
 Timestamp = Annotated[datetime | None, PlainSerializer(format_timestamp, return_type=str)]
 ShortText = Annotated[str, StringConstraints(max_length=255)]
@@ -291,3 +296,49 @@ class ProviderOut(Owned):
     tech_headers: dict[str, Any]
     name: str
     detail: str
+
+
+# Each stored resource's name in topics and event types, and its public view.
+RESOURCES: dict[type[Any], tuple[str, type[Resource]]] = {
+    models.Customer: ("customer", CustomerOut),
+    models.Agent: ("agent", AgentOut),
+    models.Accesskey: ("accesskey", AccesskeyOut),
+    models.Extension: ("extension", ExtensionOut),
+    models.Number: ("number", NumberOut),
+    models.Flow: ("flow", FlowOut),
+    models.Provider: ("provider", ProviderOut),
+    models.StorageFile: ("storage_file", StorageFileOut),
+    models.Call: ("call", CallOut),
+    models.Groupcall: ("groupcall", GroupcallOut),
+    models.Activeflow: ("activeflow", ActiveflowOut),
+    models.Transcribe: ("transcribe", TranscribeOut),
+    models.Transcript: ("transcript", TranscriptOut),
+    models.Speaking: ("speaking", SpeakingOut),
+    models.Recording: ("recording", RecordingOut),
+}
+
+V = TypeVar("V", bound=Resource)
+
+
+@overload
+def announce(tx: Tx, row: Any, event_type: str) -> Resource: ...
+@overload
+def announce(tx: Tx, row: Any, event_type: str, view: V | type[V]) -> V: ...
+def announce(tx: Tx, row: Any, event_type: str, view: Resource | type[Resource] | None = None) -> Resource:
+    """Publish ``event_type`` with the row's public view, in the transaction that changes it.
+
+    ``view`` is a view class, or a view computed with more than the row (an extension's domain).
+    The topic is the row's own; a transcript is also published under its transcribe, which is
+    what the quickstart subscribes to (``customer_id:<id>:transcribe:*``).
+    """
+    resource, default_view = RESOURCES[type(row)]
+    if isinstance(view, Resource):
+        public = view
+    else:
+        public = (view or default_view).model_validate(row)
+    owner = row.id if isinstance(row, models.Customer) else row.customer_id
+    topics = [customer_topic(owner, resource, row.id)]
+    if isinstance(row, models.Transcript):
+        topics.append(customer_topic(owner, "transcribe", row.transcribe_id))
+    tx.emit(owner, event_type, public.public(), topics)
+    return public
