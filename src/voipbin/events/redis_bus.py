@@ -48,6 +48,7 @@ class RedisBus(InProcessBus):
         self._last_id = "$"
         self.node = secrets.token_hex(8)
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     async def start(self) -> None:
         # Read from what the stream holds now: events published before this node started are
@@ -81,7 +82,9 @@ class RedisBus(InProcessBus):
                 self._pending.set()
 
     async def _pump(self) -> None:
-        while True:
+        # Also stops on the flag: a cancel that lands as XREAD's block times out is taken for that
+        # timeout by redis-py's read (asyncio.timeout on Python 3.11), and the loop would go on.
+        while not self._closing:
             try:
                 batches = await self._reader.xread({self.stream: self._last_id}, count=500, block=READ_BLOCK_MS)
             except (RedisError, OSError) as error:
@@ -107,13 +110,13 @@ class RedisBus(InProcessBus):
         # What this node published last still reaches the others, if Redis answers soon.
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._drained(), CLOSE_FLUSH_S)
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await super().close()
         await self._redis.aclose()
         await self._reader.aclose()
-
 
     async def _drained(self) -> None:
         while self._unsent and self._tasks:
