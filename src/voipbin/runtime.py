@@ -10,10 +10,12 @@ from voipbin.accounts.bootstrap import ensure_sandbox_admin, refuse_exposure_wit
 from voipbin.accounts.context import AccountsContext
 from voipbin.auth.throttle import Throttle, make_throttle
 from voipbin.auth.tokens import JwtSigner
-from voipbin.calls.manager import CallManager
+from voipbin.calls.context import CallContext
 from voipbin.calls.nodes import NodeRegistry
+from voipbin.calls.service import CallService
 from voipbin.config import Settings
 from voipbin.core import logs
+from voipbin.core.aio import Background
 from voipbin.core.clock import Clock
 from voipbin.core.egress import EgressPolicy
 from voipbin.events.bus import EventBus, InProcessBus
@@ -21,6 +23,7 @@ from voipbin.mail.outbox import Mailer, make_mailer
 from voipbin.sip.service import SipService
 from voipbin.speech.service import SpeechService
 from voipbin.store.db import Store
+from voipbin.store.files import Files
 from voipbin.store.secrets import shared_secret
 from voipbin.webhooks import RetryPolicy, WebhookDispatcher, queue_deliveries
 
@@ -57,7 +60,21 @@ class Platform:
         self.speech = SpeechService(cache_dir=settings.data_dir / "tts-cache", stt_engine=settings.stt_engine)
         self.nodes = NodeRegistry(self.store, self.clock, self._end_calls_of, lambda: len(self.calls.live),
                                   role=settings.role, api_url=settings.node_url)
-        self.calls = CallManager(self)
+        self.files = Files(settings.data_dir)
+        self.background = Background("voipbin.calls")
+        self.calls = CallService(CallContext(
+            settings=settings,
+            store=self.store,
+            clock=self.clock,
+            egress=self.egress,
+            ua=self.sip.ua,
+            registrations=self.sip.registrations,
+            tts=self.speech.tts,
+            transcriber=self.speech.transcriber,
+            files=self.files,
+            spawn=self.background.spawn,
+            node_id=self.nodes.id,
+        ))
         self.sip.ua.on_incoming = self.calls.incoming
         self.store.before_commit.append(queue_deliveries)
         self.store.after_commit.append(self.webhooks.wake)
@@ -92,6 +109,7 @@ class Platform:
             return
         self.started = False
         await self.calls.stop()
+        await self.background.close()
         await self.nodes.stop()
         await self.sip.stop()
         await self.speech.stop()

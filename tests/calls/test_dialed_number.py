@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voipbin.calls.manager import dialed_number
+from voipbin.calls.inbound import dialed_number
 
 
 @pytest.mark.parametrize(

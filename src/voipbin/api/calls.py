@@ -10,12 +10,10 @@ from pydantic import BaseModel, Field
 from voipbin.api import forwarding
 from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
-from voipbin.api.errors import bad_request, conflict
-from voipbin.calls.addresses import CallRequestError
-from voipbin.calls.live import LiveCall
-from voipbin.calls.recording import RecordingError, RecordingOptions
+from voipbin.api.errors import bad_request
+from voipbin.calls.service import RecordingOptions
 from voipbin.core.ids import is_uuid
-from voipbin.flows.actions import FlowError, parse_actions
+from voipbin.flows.actions import Action, FlowError, parse_actions
 from voipbin.runtime import Platform
 from voipbin.store.models import Call, Groupcall
 from voipbin.views import AddressModel, CallOut, GroupcallOut, Page, Strict, announce
@@ -48,12 +46,17 @@ class CallsCreated(BaseModel):
     groupcalls: list[GroupcallOut]
 
 
-def checked_actions(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def parsed_actions(raw: list[dict[str, Any]]) -> tuple[Action, ...]:
     """The actions as the flow engine will run them (ids filled in); 400 naming what is wrong."""
     try:
-        return [action.to_dict() for action in parse_actions(raw)]
+        return parse_actions(raw)
     except FlowError as error:
         raise bad_request(error.message, "INVALID_ACTION") from None
+
+
+def checked_actions(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The actions as a flow stores them: parsed, ids filled in."""
+    return [action.to_dict() for action in parsed_actions(raw)]
 
 
 @router.post("/calls", response_model=CallsCreated, summary="Place calls; an extension destination makes a groupcall")
@@ -64,17 +67,10 @@ async def create(body: CallIn, platform: PlatformDep, who: StaffDep, request: Re
         raise bad_request("Give the call something to do: 'actions' or a 'flow_id'.", "MISSING_REQUEST_PARAMETER")
     if body.flow_id and not is_uuid(body.flow_id):
         raise bad_request("flow_id must be a flow's id (UUID).")
-    actions = checked_actions(body.actions) if not body.flow_id else []
-    try:
-        placed = await platform.calls.place(
-            who.customer_id,
-            body.source.model_dump(),
-            [d.model_dump() for d in body.destinations],
-            actions,
-            body.flow_id,
-        )
-    except CallRequestError as error:
-        raise bad_request(error.message, error.reason) from None
+    actions = parsed_actions(body.actions) if not body.flow_id else ()
+    placed = await platform.calls.place(
+        who.customer_id, body.source.model_dump(), [d.model_dump() for d in body.destinations], actions, body.flow_id
+    )
     return CallsCreated(
         calls=[CallOut.model_validate(c) for c in placed.calls],
         groupcalls=[GroupcallOut.model_validate(g) for g in placed.groupcalls],
@@ -93,8 +89,7 @@ async def get_call(call_id: str, platform: PlatformDep, who: StaffDep) -> CallOu
 
 
 async def _hangup(platform: Platform, call_id: str, customer_id: str) -> Call:
-    async with platform.store.session() as session:
-        call = await get_owned(session, Call, call_id, customer_id, "call")
+    call = await _call(platform, call_id, customer_id)
     if call.status != "hangup":
         await platform.calls.hangup(call.id)
     async with platform.store.session() as session:
@@ -120,13 +115,9 @@ async def delete_call(call_id: str, platform: PlatformDep, who: StaffDep, reques
     return CallOut.model_validate(call)
 
 
-async def _progressing(platform: Platform, call_id: str, customer_id: str) -> LiveCall:
+async def _call(platform: Platform, call_id: str, customer_id: str) -> Call:
     async with platform.store.session() as session:
-        call = await get_owned(session, Call, call_id, customer_id, "call")
-    live = platform.calls.live.get(call.id)
-    if live is None or live.status.value != "progressing":
-        raise bad_request(f"Call {call.id} is {call.status}; only a call in progress can be recorded.", "CALL_STATE_INVALID")
-    return live
+        return await get_owned(session, Call, call_id, customer_id, "call")
 
 
 async def _call_view(platform: Platform, call_id: str, customer_id: str) -> CallOut:
@@ -144,13 +135,8 @@ async def recording_start(
     options = body or RecordingStartIn()
     if options.on_end_flow_id and not is_uuid(options.on_end_flow_id):
         raise bad_request("on_end_flow_id must be a flow's id (UUID).")
-    live = await _progressing(platform, call_id, who.customer_id)
-    try:
-        await live.start_recording(RecordingOptions(**options.model_dump()))
-    except RecordingError as error:
-        if error.reason == "RECORDING_ALREADY_ACTIVE":
-            raise conflict(error.message, error.reason) from None
-        raise bad_request(error.message, error.reason) from None
+    call = await _call(platform, call_id, who.customer_id)
+    await platform.calls.start_recording(call, RecordingOptions(**options.model_dump()))
     return await _call_view(platform, call_id, who.customer_id)
 
 
@@ -158,10 +144,7 @@ async def recording_start(
 async def recording_stop(call_id: str, platform: PlatformDep, who: StaffDep, request: Request) -> CallOut | Response:
     if (answer := await forwarding.to_call_node(request, platform, who.customer_id, call_id)) is not None:
         return answer
-    live = await _progressing(platform, call_id, who.customer_id)
-    if live.recording is None:
-        raise bad_request(f"Call {call_id} is not being recorded.", "RECORDING_NOT_ACTIVE")
-    await live.stop_recording()
+    await platform.calls.stop_call_recording(await _call(platform, call_id, who.customer_id))
     return await _call_view(platform, call_id, who.customer_id)
 
 

@@ -18,6 +18,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from voipbin.calls.service import CallError
+
 log = logging.getLogger(__name__)
 
 STATUS_NAMES = {
@@ -128,6 +130,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(request, exc.status_code, exc.reason, exc.message, exc.headers)
+
+    @app.exception_handler(CallError)
+    async def _refused_by_calls(request: Request, exc: CallError) -> JSONResponse:
+        return error_response(request, exc.status, exc.reason, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

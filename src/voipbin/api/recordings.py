@@ -11,7 +11,6 @@ from voipbin.api import forwarding
 from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import bad_request, not_found
-from voipbin.calls.recording import recording_path
 from voipbin.runtime import Platform
 from voipbin.store.models import Recording
 from voipbin.views import Page, RecordingOut
@@ -46,7 +45,7 @@ async def delete_recording(recording_id: str, platform: PlatformDep, who: StaffD
     async with platform.store.transaction() as tx:
         recording = await get_owned(tx.session, Recording, recording_id, who.customer_id, "recording")
         soft_delete(recording, tx)
-    path = recording_path(platform.settings.data_dir, recording)
+    path = platform.files.recording(recording)
     if path is not None:
         path.unlink(missing_ok=True)
     return RecordingOut.model_validate(recording)
@@ -57,7 +56,7 @@ async def _audio_file(platform: Platform, recording_id: str, customer_id: str) -
     if recording.status != "ended":
         message = f"Recording {recording.id} is {recording.status}; its file is ready once it has ended."
         raise bad_request(message, "RECORDING_NOT_ENDED")
-    path = recording_path(platform.settings.data_dir, recording)
+    path = platform.files.recording(recording)
     if path is None or not path.is_file():
         raise not_found("recordingfile")
     return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -12,11 +11,9 @@ from pydantic import Field
 from voipbin.api import forwarding
 from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
-from voipbin.api.errors import ApiError, bad_request
-from voipbin.calls.speaking import SpeakingSession
+from voipbin.api.errors import bad_request
 from voipbin.core.ids import is_uuid
 from voipbin.runtime import Platform
-from voipbin.speech.tts import TtsError
 from voipbin.store.models import Speaking, Transcribe, Transcript
 from voipbin.views import Page, SpeakingOut, Strict, TranscribeOut, TranscriptOut, announce
 
@@ -42,20 +39,10 @@ class SayIn(Strict):
 async def create(body: SpeakingIn, platform: PlatformDep, who: StaffDep, request: Request) -> Response:
     if (answer := await forwarding.to_call_node(request, platform, who.customer_id, body.reference_id)) is not None:
         return answer
-    live = platform.calls.live.get(body.reference_id) if is_uuid(body.reference_id) else None
-    if live is None or live.customer_id != who.customer_id or live.status.value != "progressing":
-        raise bad_request(
-            f"Call {body.reference_id} is not in progress; a speaking needs an answered call (status progressing).",
-            "CALL_STATE_INVALID",
-        )
-    session = SpeakingSession(live, body.language, body.provider, body.voice_id, body.direction or "out")
-    try:
-        await session.start()
-    except TtsError as error:
-        raise bad_request(str(error), "TTS_PROVIDER_UNAVAILABLE") from None
-    platform.calls.speakings[session.row.id] = session
-    live.speakings.append(session)
-    return JSONResponse(SpeakingOut.model_validate(session.row).public(), status_code=201)
+    row = await platform.calls.open_speaking(
+        who.customer_id, body.reference_id, body.language, body.provider, body.voice_id, body.direction or "out"
+    )
+    return JSONResponse(SpeakingOut.model_validate(row).public(), status_code=201)
 
 
 @router.get("/speakings", response_model=Page[SpeakingOut])
@@ -73,13 +60,6 @@ async def get_speaking(speaking_id: str, platform: PlatformDep, who: StaffDep) -
     return SpeakingOut.model_validate(await _speaking(platform, speaking_id, who.customer_id))
 
 
-def _active_session(platform: Platform, row: Speaking) -> SpeakingSession:
-    session = platform.calls.speakings.get(row.id)
-    if session is None or not session.active:
-        raise bad_request(f"Speaking {row.id} is {row.status}; open a new one on a call in progress.", "SPEAKING_STOPPED")
-    return session
-
-
 async def _on_its_node(request: Request, platform: Platform, row: Speaking) -> Response | None:
     """The answer of the node running the speaking's call, when that is another node."""
     return await forwarding.to_call_node(request, platform, row.customer_id, row.reference_id)
@@ -90,12 +70,7 @@ async def say(speaking_id: str, body: SayIn, platform: PlatformDep, who: StaffDe
     row = await _speaking(platform, speaking_id, who.customer_id)
     if (answer := await _on_its_node(request, platform, row)) is not None:
         return answer
-    session = _active_session(platform, row)
-    try:
-        session.say(body.text)
-    except asyncio.QueueFull:
-        raise ApiError(429, "SPEAKING_QUEUE_FULL", "Too much text is waiting; flush or wait before saying more.") from None
-    return SpeakingOut.model_validate(session.row)
+    return SpeakingOut.model_validate(platform.calls.say(row, body.text))
 
 
 @router.post("/speakings/{speaking_id}/flush", response_model=SpeakingOut, summary="Drop queued text")
@@ -103,9 +78,7 @@ async def flush(speaking_id: str, platform: PlatformDep, who: StaffDep, request:
     row = await _speaking(platform, speaking_id, who.customer_id)
     if (answer := await _on_its_node(request, platform, row)) is not None:
         return answer
-    session = _active_session(platform, row)
-    session.flush()
-    return SpeakingOut.model_validate(session.row)
+    return SpeakingOut.model_validate(platform.calls.flush_speaking(row))
 
 
 @router.post("/speakings/{speaking_id}/stop", response_model=SpeakingOut, summary="Stop the current speech now")
@@ -113,9 +86,7 @@ async def stop(speaking_id: str, platform: PlatformDep, who: StaffDep, request: 
     row = await _speaking(platform, speaking_id, who.customer_id)
     if (answer := await _on_its_node(request, platform, row)) is not None:
         return answer
-    session = _active_session(platform, row)
-    session.interrupt()
-    return SpeakingOut.model_validate(session.row)
+    return SpeakingOut.model_validate(platform.calls.interrupt_speaking(row))
 
 
 @router.delete("/speakings/{speaking_id}", response_model=SpeakingOut)
@@ -123,9 +94,7 @@ async def delete(speaking_id: str, platform: PlatformDep, who: StaffDep, request
     row = await _speaking(platform, speaking_id, who.customer_id)
     if (answer := await _on_its_node(request, platform, row)) is not None:
         return answer
-    session = platform.calls.speakings.pop(speaking_id, None)
-    if session is not None:
-        await session.stop()
+    await platform.calls.close_speaking(row)
     async with platform.store.transaction() as tx:
         row = await get_owned(tx.session, Speaking, speaking_id, who.customer_id, "speaking")
         soft_delete(row, tx)

@@ -1,6 +1,6 @@
 """``/v1.0/storage_files``: files a customer uploads, such as WAV or MP3 audio for the ``play`` action.
 
-The bytes are kept at ``<data-dir>/storage/<customer_id>/<id>`` (no name a client chose). A play
+The bytes are kept where ``voipbin.store.files`` says (ids only, no name a client chose). A play
 action whose ``stream_urls`` holds a file's ``uri_download`` reads it from there (see
 ``voipbin.calls.runner``). VoIPBIN answers ``/{id}/file`` with a 307 to a signed URL; here it
 answers with the bytes themselves, to the same credentials as every other route.
@@ -20,7 +20,6 @@ from fastapi.responses import FileResponse
 from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import ApiError, bad_request, not_found
-from voipbin.calls.runner import storage_file_path
 from voipbin.core.ids import new_id
 from voipbin.media.audiofile import MAX_BYTES, decode_to_pcm8k
 from voipbin.runtime import Platform
@@ -92,7 +91,7 @@ async def upload_storage_file(
 
     file_id = new_id()
     filename = _clean_filename(file.filename) or file_id
-    path = storage_file_path(platform.settings.data_dir, who.customer_id, file_id)
+    path = platform.files.storage_file(who.customer_id, file_id)
     await asyncio.to_thread(_write, path, data)
     try:
         async with platform.store.transaction() as tx:
@@ -132,7 +131,7 @@ async def delete_storage_file(storage_file_id: str, platform: PlatformDep, who: 
         row = await get_owned(tx.session, StorageFile, storage_file_id, who.customer_id, "storage_file")
         soft_delete(row, tx)
         deleted = announce(tx, row, "storage_file_deleted", StorageFileOut)
-    storage_file_path(platform.settings.data_dir, row.customer_id, row.id).unlink(missing_ok=True)
+    platform.files.storage_file(row.customer_id, row.id).unlink(missing_ok=True)
     return deleted
 
 
@@ -145,7 +144,7 @@ async def delete_storage_file(storage_file_id: str, platform: PlatformDep, who: 
 async def download_storage_file(storage_file_id: str, platform: PlatformDep, who: StaffDep) -> FileResponse:
     """The bytes as uploaded (VoIPBIN redirects to a signed URL instead; this needs your credential)."""
     row = await _storage_file(platform, storage_file_id, who.customer_id)
-    path = storage_file_path(platform.settings.data_dir, row.customer_id, row.id)
+    path = platform.files.storage_file(row.customer_id, row.id)
     if not path.is_file():
         raise not_found("storage_file")
     return FileResponse(

@@ -14,22 +14,13 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from voipbin.calls.errors import CallRequestError
 from voipbin.core.phone import E164_RULE, is_e164
 from voipbin.sip.errors import ParseError
 from voipbin.sip.uri import SipUri
 from voipbin.store.models import Extension, Number, Provider
 
 SUPPORTED_DESTINATIONS = ("extension", "tel", "sip")
-
-
-class CallRequestError(Exception):
-    """A call request the platform cannot place; the message says how to fix it."""
-
-    def __init__(self, message: str, reason: str = "INVALID_REQUEST_PARAMETER") -> None:
-        super().__init__(message)
-        self.message = message
-        self.reason = reason
-
 
 
 @dataclass(frozen=True)

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from voipbin.calls import records
-from voipbin.calls.recording import CallRecording, RecordingError, RecordingOptions
+from voipbin.calls.context import CallContext
+from voipbin.calls.errors import RecordingError
+from voipbin.calls.recording import CallRecording, RecordingOptions
 from voipbin.core.egress import EgressBlocked
 from voipbin.core.ids import new_id
+from voipbin.flows.actions import Action
 from voipbin.media.endpoint import RtpEndpoint
 from voipbin.sip.ua import CallState, SipCall
 from voipbin.store.models import Call, Recording
 
 if TYPE_CHECKING:
-    from voipbin.calls.manager import CallManager
     from voipbin.calls.runner import FlowRunner
     from voipbin.calls.speaking import SpeakingSession
 
@@ -32,6 +34,9 @@ EVENT_FOR_STATE = {
 }
 
 Dial = Callable[[], Awaitable[SipCall]]
+# What a live call reports to whoever keeps the live calls: it was answered; it has ended.
+Answered = Callable[["LiveCall"], None]
+HungUp = Callable[["LiveCall"], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -46,8 +51,12 @@ class CallChain:
 class LiveCall:
     """Keeps a Call row in step with its SIP leg, in order, and runs its flow once answered."""
 
-    def __init__(self, manager: CallManager, row: Call, actions: list[dict[str, Any]]) -> None:
-        self.manager = manager
+    def __init__(
+        self, ctx: CallContext, row: Call, actions: Sequence[Action], on_answered: Answered, on_hangup: HungUp
+    ) -> None:
+        self.ctx = ctx
+        self._on_answered = on_answered
+        self._on_hangup = on_hangup
         self.id = row.id
         self.customer_id = row.customer_id
         self.groupcall_id = row.groupcall_id
@@ -98,7 +107,7 @@ class LiveCall:
             await self._record(state, by=self.sip.hangup_by, reason=self.sip.hangup_reason, cause=self.sip.hangup_cause)
             if state is CallState.PROGRESSING:
                 self._limit_duration()
-                self.manager.on_answered(self)
+                self._on_answered(self)
             if state is CallState.HANGUP:
                 return
 
@@ -113,10 +122,10 @@ class LiveCall:
 
     def _limit_duration(self) -> None:
         """However long a flow sleeps or a bridge lasts, the call ends at the platform's maximum."""
-        limit = self.manager.platform.settings.max_call_duration_s
+        limit = self.ctx.settings.max_call_duration_s
         if limit > 0 and self._time_limit is None:
             self._time_limit = asyncio.get_running_loop().call_later(
-                limit, lambda: self.manager.spawn(self.hangup("timeout", "max_duration"))
+                limit, lambda: self.ctx.spawn(self.hangup("timeout", "max_duration"))
             )
 
     async def start_recording(self, options: RecordingOptions) -> Recording:
@@ -126,7 +135,9 @@ class LiveCall:
             raise RecordingError(f"Call {self.id} has no media to record.", "CALL_STATE_INVALID")
         if self.recording is not None:
             raise RecordingError(f"Call {self.id} is already being recorded.", "RECORDING_ALREADY_ACTIVE")
-        recording = self.recording = CallRecording(self, options, self.runner.id if self.runner else "")
+        activeflow_id = self.runner.id if self.runner else ""
+        recording = CallRecording(self.ctx, self.id, self.customer_id, options, activeflow_id, self._recording_stopped)
+        self.recording = recording
         try:
             await recording.start(endpoint)
         except BaseException:
@@ -138,11 +149,15 @@ class LiveCall:
         if self.recording is not None:
             await self.recording.stop()
 
+    def _recording_stopped(self, recording: CallRecording) -> None:
+        if self.recording is recording:  # stopped by a limit, or by us: the call may record again
+            self.recording = None
+
     async def _record(self, state: CallState, by: str, reason: str, cause: str = "") -> None:
         if self.status is CallState.HANGUP:
             return
         self.status = state
-        now = self.manager.clock.now()
+        now = self.ctx.clock.now()
         values: dict[str, Any] = {"status": state.value}
         if state is CallState.RINGING:
             values["tm_ringing"] = now
@@ -154,10 +169,10 @@ class LiveCall:
             if cause:  # what VoIPBIN's reasons cannot say: media_timeout, session_expired...
                 values["call_metadata"] = {"hangup_cause": cause}
         event = EVENT_FOR_STATE.get(state)
-        await records.change(self.manager.store, Call, self.id, event, **values)
+        await records.change(self.ctx.store, Call, self.id, event, **values)
         if state is CallState.HANGUP:
             if self._time_limit is not None:
                 self._time_limit.cancel()
             self.chain.call_ids.discard(self.id)
-            await self.manager.on_hangup(self)
+            await self._on_hangup(self)
             self.ended.set()

@@ -5,32 +5,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from voipbin.calls.context import CallContext
 from voipbin.core.ids import new_id
 from voipbin.media.recorder import SAMPLE_RATE_8K, WavRecorder
 from voipbin.store.models import Call, Recording
 from voipbin.views import announce
 
 if TYPE_CHECKING:
-    from voipbin.calls.live import LiveCall
     from voipbin.media.endpoint import RtpEndpoint
 
 SILENCE_LEVEL = 256
 """Mean absolute sample value under which a 20 ms frame counts as silence (Asterisk's default threshold)."""
 FRAME_MS = 20
-
-
-class RecordingError(Exception):
-    """A recording that cannot start; ``reason`` is the API's error reason."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -53,30 +43,28 @@ class RecordingOptions:
         return self.end_of_key == "any" or (self.end_of_key not in ("", "none") and digit == self.end_of_key)
 
 
-def recording_path(data_dir: Path, row: Recording) -> Path | None:
-    """Where the recording's WAV is (or will be) kept; None for a row without a file."""
-    if not row.filenames:
-        return None
-    return data_dir / "recordings" / row.customer_id / str(row.filenames[0])
-
-
 class CallRecording:
     """One recording of one call, from :meth:`start` until :meth:`stop` or one of its limits."""
 
-    def __init__(self, live: LiveCall, options: RecordingOptions, activeflow_id: str) -> None:
-        self.live = live
+    def __init__(
+        self, ctx: CallContext, call_id: str, customer_id: str, options: RecordingOptions, activeflow_id: str,
+        on_stopped: Callable[[CallRecording], None],
+    ) -> None:
+        self.ctx = ctx
+        self.call_id = call_id
         self.options = options
-        now = live.manager.clock.now()
+        self._on_stopped = on_stopped
+        now = ctx.clock.now()
         recording_id = new_id()
         self.row = Recording(
             id=recording_id,
-            customer_id=live.customer_id,
+            customer_id=customer_id,
             activeflow_id=activeflow_id,
             reference_type="call",
-            reference_id=live.id,
+            reference_id=call_id,
             status="recording",
             format=options.format,
-            recording_name=f"call_{live.id}_{now:%Y-%m-%dT%H:%M:%S}",
+            recording_name=f"call_{call_id}_{now:%Y-%m-%dT%H:%M:%S}",
             filenames=[f"{recording_id}.wav"],
             on_end_flow_id=options.on_end_flow_id,
             tm_start=now,
@@ -88,7 +76,7 @@ class CallRecording:
         self.stopped = False
 
     async def start(self, endpoint: RtpEndpoint) -> None:
-        path = recording_path(self.live.manager.platform.settings.data_dir, self.row)
+        path = self.ctx.files.recording(self.row)
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._recorder = WavRecorder(path, "stereo")
@@ -96,10 +84,10 @@ class CallRecording:
         self._watch_limits(endpoint)
         if self.options.beep_start:
             endpoint.play(_beep())
-        async with self.live.manager.store.transaction() as tx:
+        async with self.ctx.store.transaction() as tx:
             tx.session.add(self.row)
             announce(tx, self.row, "recording_started")
-            call = await tx.session.get(Call, self.live.id)
+            call = await tx.session.get(Call, self.call_id)
             if call is not None:
                 call.recording_id = self.row.id
                 call.recording_ids = [*call.recording_ids, self.row.id]
@@ -112,8 +100,7 @@ class CallRecording:
         if self.stopped:
             return
         self.stopped = True
-        if self.live.recording is self:
-            self.live.recording = None
+        self._on_stopped(self)
         for undo in self._undo:
             undo()
         if self._recorder is not None:
@@ -121,14 +108,14 @@ class CallRecording:
         await self._record_end()
 
     async def _record_end(self) -> None:
-        async with self.live.manager.store.transaction() as tx:
+        async with self.ctx.store.transaction() as tx:
             row = await tx.session.get(Recording, self.row.id)
             if row is not None and row.status != "ended":
                 row.status, row.tm_end = "ended", tx.clock.now()
                 row.tm_update = row.tm_end
                 announce(tx, row, "recording_finished")
                 self.row = row
-            call = await tx.session.get(Call, self.live.id)
+            call = await tx.session.get(Call, self.call_id)
             if call is not None and call.recording_id == self.row.id:
                 call.recording_id = ""  # VoIPBIN clears it once the recording is over; recording_ids keeps it
                 call.tm_update = tx.clock.now()
@@ -169,7 +156,7 @@ class CallRecording:
     def _stop_soon(self) -> None:
         """A limit was reached (in a timer or media callback): stop from a task."""
         if not self.stopped:
-            self.live.manager.spawn(self.stop())
+            self.ctx.spawn(self.stop())
 
 
 def _beep(seconds: float = 0.25, frequency: float = 1000.0) -> bytes:

@@ -7,20 +7,19 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import select
 
 from voipbin.calls import records
-from voipbin.calls.addresses import CallRequestError
-from voipbin.calls.recording import RecordingError, RecordingOptions
+from voipbin.calls.context import CallContext
+from voipbin.calls.errors import CallRequestError, RecordingError
+from voipbin.calls.recording import RecordingOptions
 from voipbin.calls.transcription import TranscribeSession
 from voipbin.core.egress import EgressBlocked, EgressPolicy, describe_failure, egress_client
 from voipbin.core.ids import new_id
 from voipbin.flows import engine as fe
-from voipbin.flows.actions import parse_actions
 from voipbin.media.audiofile import decode_to_pcm8k
 from voipbin.media.endpoint import bridge
 from voipbin.sip.ua import CallState
@@ -37,13 +36,16 @@ MAX_PLAY_BYTES = 20 << 20
 # A play URL that names an uploaded storage file (``uri_download``, on any host, or just its path):
 # the file is read from the data dir rather than fetched, so the URL needs no credential.
 STORAGE_FILE_URL = re.compile(r"^(?:https?://[^/?#]*)?/v1\.0/storage_files/([0-9a-fA-F-]{36})/file/?(?:[?#].*)?$")
+# Dials a connect's destinations as legs of the given call (its master); the legs, once placed.
+DialLegs = Callable[["LiveCall", dict[str, Any], list[dict[str, Any]]], Awaitable[list["LiveCall"]]]
 MEDIA_COMMANDS = (fe.Talk, fe.Play, fe.StartTranscribe, fe.StartRecording, fe.CollectDigits, fe.SendDigits, fe.StartTimer)
 
 
 class FlowRunner:
-    def __init__(self, live: LiveCall, flow_id: str) -> None:
+    def __init__(self, ctx: CallContext, live: LiveCall, flow_id: str, dial_legs: DialLegs) -> None:
+        self.ctx = ctx
         self.live = live
-        self.manager = live.manager
+        self._dial_legs = dial_legs
         self.flow_id = flow_id
         self.id = new_id()
         self._events: asyncio.Queue[fe.Event] = asyncio.Queue()
@@ -76,12 +78,12 @@ class FlowRunner:
             await self._run()
         except Exception:
             log.exception("the flow of call %s failed; hanging up", self.live.id)
-            self.manager.spawn(self.live.hangup("failed", "flow_failed"))
+            self.ctx.spawn(self.live.hangup("failed", "flow_failed"))
 
     async def _run(self) -> None:
-        clock = self.manager.clock
+        clock = self.ctx.clock
         flow = fe.ActiveFlow(
-            self.flow_id, parse_actions(self.live.actions), self._variables(), clock.now(), activeflow_id=self.id
+            self.flow_id, self.live.actions, self._variables(), clock.now(), activeflow_id=self.id
         )
         await self._record_start()
         endpoint = self.live.endpoint
@@ -114,10 +116,10 @@ class FlowRunner:
             status="running",
             reference_type="call",
             reference_id=self.live.id,
-            tm_create=self.manager.clock.now(),
+            tm_create=self.ctx.clock.now(),
         )
-        await records.add(self.manager.store, row, "activeflow_created")
-        await records.change(self.manager.store, Call, self.live.id, None, activeflow_id=self.id)
+        await records.add(self.ctx.store, row, "activeflow_created")
+        await records.change(self.ctx.store, Call, self.live.id, None, activeflow_id=self.id)
 
     async def _finish(self, flow: fe.ActiveFlow) -> None:
         for timer in self._timers:
@@ -129,7 +131,7 @@ class FlowRunner:
                 await self.transcribe.stop()
             snapshot = flow.snapshot()
             await records.change(
-                self.manager.store, Activeflow, self.id, "activeflow_updated",
+                self.ctx.store, Activeflow, self.id, "activeflow_updated",
                 status="ended", current_action={}, executed_actions=snapshot["executed_actions"],
             )
         finally:
@@ -152,7 +154,7 @@ class FlowRunner:
     async def _do_ActionStarted(self, command: fe.ActionStarted) -> None:
         """The flow moved on: the call's and the activeflow's current action, in one write."""
         action = command.action.to_dict()
-        async with self.manager.store.transaction() as tx:
+        async with self.ctx.store.transaction() as tx:
             await records.update(tx, Call, self.live.id, "call_updated", action=action)
             await records.update(tx, Activeflow, self.id, None, current_action=action)
 
@@ -166,7 +168,7 @@ class FlowRunner:
             await leg.answer()
 
     async def _do_Talk(self, command: fe.Talk) -> None:
-        tts = self.manager.platform.speech.tts
+        tts = self.ctx.tts
         try:
             tts.engine_for(command.provider, command.language)  # refuse a bad provider before any audio
         except TtsError as error:
@@ -179,7 +181,7 @@ class FlowRunner:
         self._spawn(self._fetch_and_play(command))
 
     async def _fetch_and_play(self, command: fe.Play) -> None:
-        egress = self.manager.platform.egress
+        egress = self.ctx.egress
         try:
             pcm = b"".join([await _fetch_audio_as_pcm8k(url, egress, self._read_storage_file) for url in command.urls])
         except (httpx.HTTPError, EgressBlocked) as error:
@@ -195,7 +197,7 @@ class FlowRunner:
 
     async def _read_storage_file(self, file_id: str) -> bytes:
         """The bytes of a storage file of the call's own customer (another's is refused like a missing one)."""
-        async with self.manager.store.session() as session:
+        async with self.ctx.store.session() as session:
             row = await session.scalar(
                 select(StorageFile).where(
                     StorageFile.id == file_id.lower(),
@@ -205,7 +207,7 @@ class FlowRunner:
             )
         if row is None:
             raise ValueError(f"storage file {file_id} does not exist in this call's account")
-        path = storage_file_path(self.manager.platform.settings.data_dir, row.customer_id, row.id)
+        path = self.ctx.files.storage_file(row.customer_id, row.id)
         try:
             return await asyncio.to_thread(path.read_bytes)
         except OSError:
@@ -237,23 +239,23 @@ class FlowRunner:
         loop = asyncio.get_running_loop()
         self._timers.append(loop.call_later(command.duration_s, self.post, fe.TimerFired(command.token)))
 
-    # Hanging up outlives the flow (whose own tasks end with it), so the manager runs it.
+    # Hanging up outlives the flow (whose own tasks end with it), so it runs in the background.
 
     async def _do_Hangup(self, command: fe.Hangup) -> None:
-        self.manager.spawn(self.live.hangup(command.reason or "normal"))
+        self.ctx.spawn(self.live.hangup(command.reason or "normal"))
 
     async def _do_FlowEnded(self, command: fe.FlowEnded) -> None:
         if command.reason == fe.LIMIT:
             log.info("the flow of call %s went past a limit: %s", self.live.id, command.detail)
-            self.manager.spawn(self.live.hangup("failed", "flow_limit"))
+            self.ctx.spawn(self.live.hangup("failed", "flow_limit"))
         elif command.reason != fe.HUNG_UP and not self._stopped_from_api:
             # VoIPBIN hangs up a call whose flow has nothing more to do.
-            self.manager.spawn(self.live.hangup("normal"))
+            self.ctx.spawn(self.live.hangup("normal"))
 
     async def _do_StartTranscribe(self, command: fe.StartTranscribe) -> None:
         if self.transcribe is not None:
             return
-        session = TranscribeSession(self.live, command.language, command.direction, command.provider, self.id)
+        session = TranscribeSession(self.ctx, self.live, command.language, command.direction, command.provider, self.id)
         try:
             await session.start()
         except SttError as error:
@@ -290,21 +292,17 @@ class FlowRunner:
         """Dial the destinations; bridge this call to the first that answers until it hangs up."""
         source = dict(command.source) if command.source else dict(self.live.source)
         try:
-            placed = await self.manager.place(
-                self.live.customer_id, source, [dict(d) for d in command.destinations], [], master=self.live
-            )
+            legs = await self._dial_legs(self.live, source, [dict(d) for d in command.destinations])
         except CallRequestError as error:
             self.post(fe.ConnectFailed(command.token, error.message))
             return
-        ids = [c.id for c in placed.calls] + [i for g in placed.groupcalls for i in g.call_ids]
-        legs = [self.manager.live[i] for i in ids if i in self.manager.live]
         answered = await _first_answered(legs)
         if answered is None or answered.endpoint is None or self.live.endpoint is None:
             self.post(fe.ConnectFailed(command.token, "noanswer"))
             return
         for other in legs:
             if other is not answered:
-                self.manager.spawn(other.hangup("normal"))
+                self.ctx.spawn(other.hangup("normal"))
         await self._answer_if_ringing()  # a caller waiting on connect is answered when the callee is
         link = bridge(self.live.endpoint, answered.endpoint)
         try:
@@ -315,11 +313,11 @@ class FlowRunner:
 
     async def _do_SendWebhook(self, command: fe.SendWebhook) -> None:
         # A fire-and-forget webhook must outlive the flow; a sync one is part of it.
-        (self._spawn if command.sync else self.manager.spawn)(self._send_webhook(command))
+        (self._spawn if command.sync else self.ctx.spawn)(self._send_webhook(command))
 
     async def _send_webhook(self, command: fe.SendWebhook) -> None:
         try:
-            async with egress_client(self.manager.platform.egress, timeout=5) as client:
+            async with egress_client(self.ctx.egress, timeout=5) as client:
                 await client.request(
                     command.method or "POST",
                     command.uri,
@@ -335,11 +333,6 @@ class FlowRunner:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def storage_file_path(data_dir: Path, customer_id: str, file_id: str) -> Path:
-    """Where an uploaded storage file's bytes are kept (ids only: no name a client chose)."""
-    return data_dir / "storage" / customer_id / file_id
 
 
 async def _fetch_audio_as_pcm8k(

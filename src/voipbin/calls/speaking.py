@@ -8,6 +8,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from voipbin.calls import records
+from voipbin.calls.context import CallContext
 from voipbin.core.ids import new_id
 from voipbin.media.endpoint import Playback
 from voipbin.speech.tts import TtsError
@@ -24,7 +25,8 @@ MAX_QUEUED_TEXTS = 100
 class SpeakingSession:
     """One speaking stream on one call: ``say`` queues text; a worker speaks it in order."""
 
-    def __init__(self, live: LiveCall, language: str, provider: str, voice_id: str, direction: str) -> None:
+    def __init__(self, ctx: CallContext, live: LiveCall, language: str, provider: str, voice_id: str, direction: str) -> None:
+        self.ctx = ctx
         self.live = live
         self.row = Speaking(
             id=new_id(),
@@ -36,7 +38,7 @@ class SpeakingSession:
             voice_id=voice_id,
             direction=direction,
             status="initiating",
-            tm_create=live.manager.clock.now(),
+            tm_create=ctx.clock.now(),
         )
         self._texts: asyncio.Queue[str] = asyncio.Queue(MAX_QUEUED_TEXTS)
         self._current: Playback | None = None
@@ -48,9 +50,9 @@ class SpeakingSession:
 
     async def start(self) -> None:
         """Create it (status initiating), check the engine, then go active."""
-        tts = self.live.manager.platform.speech.tts
+        tts = self.ctx.tts
         tts.engine_for(self.row.provider, self.row.language or "en-US")  # TtsError before anything exists
-        store = self.live.manager.store
+        store = self.ctx.store
         await records.add(store, self.row, "speaking_created")
         self._worker = asyncio.create_task(self._speak())
         self.row = await records.change(store, Speaking, self.row.id, "speaking_started", status="active")
@@ -80,12 +82,12 @@ class SpeakingSession:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        stopped = await records.change(self.live.manager.store, Speaking, self.row.id, "speaking_stopped", status="stopped")
+        stopped = await records.change(self.ctx.store, Speaking, self.row.id, "speaking_stopped", status="stopped")
         self.row = stopped or self.row
         self.row.status = "stopped"
 
     async def _speak(self) -> None:
-        tts = self.live.manager.platform.speech.tts
+        tts = self.ctx.tts
         while True:
             text = await self._texts.get()
             endpoint = self.live.endpoint

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from voipbin.calls import records
+from voipbin.calls.context import CallContext
 from voipbin.core.ids import new_id
 from voipbin.speech.stt import Transcriber
 from voipbin.store.models import Transcribe, Transcript
@@ -23,7 +24,10 @@ DRAIN_S = 30  # how long a stopped transcription waits for the utterances alread
 
 
 class TranscribeSession:
-    def __init__(self, live: LiveCall, language: str, direction: str, provider: str, activeflow_id: str) -> None:
+    def __init__(
+        self, ctx: CallContext, live: LiveCall, language: str, direction: str, provider: str, activeflow_id: str
+    ) -> None:
+        self.ctx = ctx
         self.live = live
         self.row = Transcribe(
             id=new_id(),
@@ -35,7 +39,7 @@ class TranscribeSession:
             language=language or "en-US",
             direction=direction if direction in DIRECTIONS else "both",
             provider=provider,
-            tm_create=live.manager.clock.now(),
+            tm_create=ctx.clock.now(),
         )
         self._untaps: list[Callable[[], None]] = []
         self._transcribers: list[Transcriber] = []
@@ -43,10 +47,9 @@ class TranscribeSession:
 
     async def start(self) -> None:
         """Raises SttError (e.g. an unsupported language) before anything is recorded."""
-        speech = self.live.manager.platform.speech
         endpoint = self.live.endpoint
-        transcribers = [(d, speech.transcriber(language=self.row.language)) for d in DIRECTIONS[self.row.direction]]
-        await records.add(self.live.manager.store, self.row, "transcribe_created")
+        transcribers = [(d, self.ctx.transcriber(language=self.row.language)) for d in DIRECTIONS[self.row.direction]]
+        await records.add(self.ctx.store, self.row, "transcribe_created")
         for direction, transcriber in transcribers:
             self._transcribers.append(transcriber)
             if endpoint is not None:
@@ -54,9 +57,8 @@ class TranscribeSession:
             self._readers.append(asyncio.create_task(self._publish(direction, transcriber)))
 
     async def _publish(self, direction: str, transcriber: Transcriber) -> None:
-        manager = self.live.manager
         async for utterance in transcriber.results():
-            now = manager.clock.now()
+            now = self.ctx.clock.now()
             transcript = Transcript(
                 id=new_id(),
                 customer_id=self.row.customer_id,
@@ -67,7 +69,7 @@ class TranscribeSession:
                 tm_create=now,
             )
             try:
-                await records.add(manager.store, transcript, "transcript_created")
+                await records.add(self.ctx.store, transcript, "transcript_created")
             except Exception:
                 log.exception("storing a transcript of call %s failed", self.live.id)
 
@@ -86,4 +88,4 @@ class TranscribeSession:
             for reader in late:
                 reader.cancel()
             await asyncio.gather(*self._readers, return_exceptions=True)  # collect every outcome
-        await records.change(self.live.manager.store, Transcribe, self.row.id, "transcribe_done", status="done")
+        await records.change(self.ctx.store, Transcribe, self.row.id, "transcribe_done", status="done")
