@@ -231,10 +231,11 @@ class RtpSender:
     # ------------------------------------------------------------------ ticks
 
     def tick(self, *, transmit: bool) -> bytes | None:
-        """This tick's RTP datagram, or None when nothing may be sent (a hold); the taps get what the peer hears.
+        """This tick's RTP datagram; the taps get what the peer hears.
 
-        Without ``transmit`` the slot still passes: playbacks advance and the
-        timestamp moves on, so the stream resumes in real time.
+        None before :meth:`configure`, or without ``transmit`` (a hold): then the
+        slot still passes, playbacks advance and the timestamp moves on, so the
+        stream resumes in real time.
         """
         codec = self._codec
         if codec is None:
