@@ -28,7 +28,7 @@ def decode_to_pcm8k(data: bytes, *, max_bytes: int = MAX_BYTES, max_seconds: flo
     if len(data) > max_bytes:
         raise ValueError(f"the audio file is larger than {max_bytes / (1 << 20):g} MiB")
     try:
-        with av.open(io.BytesIO(data), options={"format_whitelist": _DEMUXERS}) as container:
+        with av.open(io.BytesIO(data), "r", options={"format_whitelist": _DEMUXERS}) as container:
             if not container.streams.audio:
                 raise ValueError("the file has no audio stream")
             pcm = _decode(container, max_seconds)

@@ -42,7 +42,8 @@ class WavRecorder:
         self._in = bytearray()
         self._out = bytearray()
         self._detach: list[Callable[[], None]] = []
-        self._wav = wave.open(self.path, "wb")
+        # Open for the recorder's whole life, not one block: close() closes it.
+        self._wav = wave.open(self.path, "wb")  # noqa: SIM115
         self._wav.setnchannels(2 if mode == "stereo" else 1)
         self._wav.setsampwidth(2)
         self._wav.setframerate(SAMPLE_RATE_8K)
