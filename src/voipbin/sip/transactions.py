@@ -53,6 +53,7 @@ __all__ = [
     "TransactionState",
     "TransactionTerminated",
     "TransactionTimeout",
+    "cancel_request",
     "new_branch",
 ]
 
@@ -251,6 +252,12 @@ def _hop_request(request: Request, method: str, to_source: Request | Response) -
     return Request(method, request.uri, headers)
 
 
+def cancel_request(invite: Request) -> Request:
+    """The CANCEL for ``invite`` (RFC 3261 9.1): same top Via (so its branch), Route, From, To,
+    Call-ID and CSeq number; servers find the INVITE by that branch."""
+    return _hop_request(invite, "CANCEL", invite)
+
+
 # --- the layer --------------------------------------------------------------
 
 
@@ -432,7 +439,7 @@ class TransactionLayer:
         txn = self._transactions.get(invite_transaction_id)
         if txn is None or txn.kind is not TransactionKind.CLIENT_INVITE:
             raise KeyError(invite_transaction_id)
-        return _hop_request(txn.request, "CANCEL", txn.request)
+        return cancel_request(txn.request)
 
     def receive_response(self, response: Response, source: Hashable, now: float) -> list[Action]:
         """Feed a response from the network.
