@@ -220,7 +220,7 @@ class SipService:
             await asyncio.sleep(self.settings.tcp_keepalive_s)
             flows = {b.source: b for b in self.location.all() if b.source[0] == "tcp"}
             for peer, binding in flows.items():
-                self.ua._spawn(self._ping(peer, binding))
+                self.ua.spawn(self._ping(peer, binding))
 
     async def _ping(self, peer: Peer, binding: Binding) -> None:
         options = self.ua.options_request(binding.contact, peer)
