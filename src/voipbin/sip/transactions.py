@@ -171,7 +171,7 @@ class Timer(Enum):
     K = "K"  # client non-INVITE: absorb final response retransmissions
     G = "G"  # server INVITE: retransmit the non-2xx final
     H = "H"  # server INVITE: give up waiting for the ACK
-    I = "I"  # noqa: E741 -- server INVITE: absorb ACK retransmissions
+    I = "I"  # server INVITE: absorb ACK retransmissions
     J = "J"  # server non-INVITE: absorb request retransmissions
     L = "L"  # server INVITE (RFC 6026): absorb INVITE retransmissions after 2xx
 
@@ -317,9 +317,8 @@ class TransactionLayer:
         if txn is not None:
             # A retransmission: repeat whatever we last answered.  Trying has
             # nothing yet; Accepted and Confirmed absorb silently.
-            if txn.state in (TransactionState.PROCEEDING, TransactionState.COMPLETED):
-                if txn.last_response is not None:
-                    return [Send(txn.last_response, txn.peer)]
+            if txn.state in (TransactionState.PROCEEDING, TransactionState.COMPLETED) and txn.last_response is not None:
+                return [Send(txn.last_response, txn.peer)]
             return []
         invite = request.method == "INVITE"
         txn = self._add(
