@@ -163,3 +163,18 @@ async def test_an_incoming_call_is_answered_and_ended_by_the_phone(rig: Rig) -> 
     await until(call, CallState.HANGUP)
     assert (call.hangup_by, call.hangup_reason) == ("remote", "normal")
     assert rig.ua.calls == set()
+
+
+async def test_a_second_phone_answering_behind_a_forking_proxy_is_acknowledged_and_released(rig: Rig) -> None:
+    binding = Binding("c", "2000", f"sip:2000@127.0.0.1:{rig.phone.port}", ("udp", "127.0.0.1", rig.phone.port), 1e12)
+    call = await rig.ua.call([binding], Address("sip:+15551234567@voipbin.test"), "sip:2000@voipbin.test")
+    invite = await rig.phone.receive("INVITE")
+    assert isinstance(invite, Request)
+
+    rig.phone.send(answer(invite, 200, tag="one", body=SDP), rig.stack.port)
+    assert (await rig.phone.receive("ACK")).to_addr.tag == "one"
+    rig.phone.send(answer(invite, 200, tag="two", body=SDP), rig.stack.port)  # a stray 2xx for the stack
+
+    assert (await rig.phone.receive("ACK")).to_addr.tag == "two"
+    assert (await rig.phone.receive("BYE")).to_addr.tag == "two"
+    assert call.state is CallState.PROGRESSING and call.dialog is not None and call.dialog.remote_tag == "one"

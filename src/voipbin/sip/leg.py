@@ -229,6 +229,7 @@ class CallLeg:
         self._released: set[str] = set()  # to-tags of forks that answered after the call was won or over
         # Incoming.
         self._invite: Request | None = None
+        self._early_id: tuple[str, str, str] | None = None
         self._source: Peer | None = None
         self._session_answer: Agreed | None = None
         self._unacked: _Retransmission | None = None
@@ -246,8 +247,8 @@ class CallLeg:
     def dialog_id(self) -> tuple[str, str, str] | None:
         """(Call-ID, local tag, remote tag) that in-dialog requests name: on an incoming leg known
         from its INVITE (the caller may BYE its early dialog), on an outgoing one from the answer."""
-        if self._invite is not None:
-            return (self._invite.call_id, self.tag, self._invite.from_addr.tag or "")
+        if self._early_id is not None:
+            return self._early_id
         return self.dialog.key if self.dialog is not None else None
 
     @property
@@ -466,6 +467,7 @@ class CallLeg:
         """An INVITE that starts a call: refused 422 when its session interval is too short,
         else it rings (100, 180) until :meth:`answer`, :meth:`reject` or :meth:`hangup`."""
         self._invite, self._source = invite, source
+        self._early_id = (invite.call_id, self.tag, invite.from_addr.tag or "")
         verdict = answer_invite(invite.headers, self.policy, now)
         if isinstance(verdict, TooSmall):
             too_small = make_response(invite, 422)
@@ -587,7 +589,7 @@ class CallLeg:
         if self.dialog is not None:
             return self.dialog.matches(request)
         # The caller may BYE an early dialog of ours; the callee never BYEs ours (RFC 3261 15).
-        return early and self._invite is not None and self.dialog_id == dialog_id_of(request)
+        return early and self._early_id is not None and self._early_id == dialog_id_of(request)
 
     def _on_ack(self, ack: Request, now: float) -> list[Action]:
         if self.dialog is None or not self.dialog.matches(ack):

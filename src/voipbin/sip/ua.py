@@ -329,10 +329,12 @@ class UserAgent:
         call.feed(lambda now: call.leg.invited(request, incoming.source, now), incoming)
         if call.state is CallState.HANGUP:
             return  # refused at once (422)
-        await self.on_incoming(call, request)
-        if call.state is CallState.RINGING:
-            # The application neither answered nor rejected: nobody is there to take it.
-            await call.hangup("noanswer")
+        try:
+            await self.on_incoming(call, request)
+        finally:
+            if call.state is CallState.RINGING:
+                # The application neither answered nor rejected: nobody is there to take it.
+                await call.hangup("noanswer")
 
     async def _on_ack(self, request: Request, source: Peer) -> None:
         call = self._dialogs.get(dialog_id_of(request))
