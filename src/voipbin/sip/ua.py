@@ -68,7 +68,9 @@ class SipCall:
     """One call leg between the platform and a phone (or trunk), as the application sees it.
 
     ``state`` moves through each state the leg announces, in order, and ``listeners`` are told
-    of every one. ``hangup_by``, ``hangup_reason`` and ``hangup_cause`` are the leg's.
+    of every one. ``hangup_by``, ``hangup_reason`` and ``hangup_cause`` are the leg's. Everything
+    the call does goes through :meth:`feed`; the user agent it belongs to is told after each step
+    (``stepped``), and it knows nothing else of it.
     """
 
     def __init__(
@@ -159,8 +161,8 @@ class SipCall:
             task.add_done_callback(self._follows.discard)
         elif isinstance(action, Respond):
             server = incoming if incoming is not None and incoming.request is action.request else self._invite
-            if server is not None and server.request is action.request:
-                server.respond(action.response)
+            assert server is not None and server.request is action.request, "the leg answers only what it was given"
+            server.respond(action.response)
         elif isinstance(action, MediaAgreed):
             _apply(self.endpoint, action)
         elif isinstance(action, StateChanged):
@@ -190,6 +192,8 @@ IncomingHandler = Callable[[SipCall, Request], Awaitable[None]]
 
 
 class UserAgent:
+    """Every call of one SIP stack: it places and takes them, and routes to each what is its own."""
+
     def __init__(self, stack: SipStack, media: MediaEngine, advertised_host: str, liveness: Liveness = Liveness()) -> None:
         self.stack = stack
         self.media = media
