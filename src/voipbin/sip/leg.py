@@ -445,6 +445,13 @@ class CallLeg:
             lengthened=fork.lengthened or code == 422,
         )
 
+    def _give_up(self, reason: str, now: float) -> list[Action]:
+        """End an outgoing call nobody answered yet: every fork is cancelled."""
+        out = self._enter(CallState.CANCELING)
+        for fork in self._pending_forks():
+            out += self._cancel(fork, now)
+        return out + self._end("local", reason)
+
     def _cancel(self, fork: _Fork, now: float) -> list[Action]:
         """Cancel a pending fork; RFC 3261 9.1: not before it has sent a provisional response."""
         if fork.final or fork.cancelled_at is not None:
@@ -535,10 +542,7 @@ class CallLeg:
                 out += self._send_bye()
             return out + self._end("local", reason)
         if self.direction == "outgoing":
-            out = self._enter(CallState.CANCELING)
-            for fork in self._pending_forks():
-                out += self._cancel(fork, now)
-            return out + self._end("local", "cancel")
+            return self._give_up("cancel", now)
         assert self._invite is not None
         refusal = make_response(self._invite, _refusal_for(reason), to_tag=self.tag)
         return [Respond(self._invite, refusal), *self._end("local", reason)]
@@ -571,10 +575,7 @@ class CallLeg:
             if fork.cancelled_at is not None and now >= fork.cancelled_at + 64 * T1:
                 fork.final = 487  # RFC 3261 9.1: no final after 64*T1: consider it cancelled
         if self._ring_until is not None and now >= self._ring_until and self.state in (CallState.DIALING, CallState.RINGING):
-            out += self._enter(CallState.CANCELING)
-            for fork in self._pending_forks():
-                out += self._cancel(fork, now)
-            out += self._end("local", "dialout")
+            out += self._give_up("dialout", now)
         if self._unacked is not None:
             out += self._retransmit(self._unacked, now)
         session = self.session
