@@ -673,3 +673,29 @@ def test_a_hangup_keeps_the_first_cause_and_happens_once() -> None:
     assert (leg.hangup_by, leg.hangup_reason, leg.hangup_cause) == ("local", "failed", "media_timeout")
     assert leg.hangup("normal", "connection_lost", 11.0) == []
     assert leg.hangup_cause == "media_timeout"
+
+
+def test_over_tcp_our_200_is_sent_once_and_our_contact_names_tcp() -> None:
+    tcp: Peer = ("tcp", "192.0.2.1", 40000)
+    leg = CallLeg("incoming", LOCAL, POLICY, MEDIA_PORT)
+    invite = phone_invite()
+    leg.invited(invite, tcp, 0.0)
+
+    (ok,) = answers(leg.answer(0.0), invite)
+
+    assert ok.headers.get("Contact") == "<sip:voipbin@192.0.2.10:5060;transport=tcp>"
+    timeline = drive(leg, 40.0)  # a stream delivers it, or says it could not: nothing sent again
+    assert [t for t, _ in timeline] == [32.0] and [r.method for r in started(timeline[0][1])] == ["BYE"]
+    assert started(timeline[0][1])[0].vias[0].transport == "TCP"
+
+
+def test_a_200_to_our_refresh_that_comes_again_is_acknowledged_again() -> None:
+    leg, _ = answered_incoming(phone_invite([("Session-Expires", "90")]))
+    (refresh,) = started(leg.on_timer(45.0), "INVITE")
+    leg.receive_response(reply(refresh, 200, tag=None, body=sdp()), 45.5)
+
+    again = leg.receive_response(reply(refresh, 200, tag=None, body=sdp()), 46.0)
+
+    (ack,) = sent(again)
+    assert isinstance(ack, Request) and ack.method == "ACK" and ack.cseq.number == refresh.cseq.number
+    assert leg.session is not None and leg.session.refreshed_at == 45.5

@@ -184,8 +184,9 @@ class _Fork:
 
 
 @dataclass
-class _Retransmission:
-    """Our 2xx to an incoming INVITE, sent again at T1 doubling until the ACK (RFC 3261 13.3.1.4)."""
+class _Unacked:
+    """Our 2xx to an incoming INVITE until its ACK comes: over UDP sent again at T1 doubling
+    (RFC 3261 13.3.1.4); over a stream once, which delivers it or says it could not."""
 
     ok: Response
     peer: Peer
@@ -232,7 +233,7 @@ class CallLeg:
         self._early_id: tuple[str, str, str] | None = None
         self._source: Peer | None = None
         self._session_answer: Agreed | None = None
-        self._unacked: _Retransmission | None = None
+        self._unacked: _Unacked | None = None
         self._bye_after_ack = False  # RFC 3261 15: no BYE of ours before the ACK of our 2xx
         self._offered_in_ok = False  # an offerless re-INVITE: the answer comes in its ACK
         # Either way.
@@ -507,8 +508,7 @@ class CallLeg:
             if self.session is not None:
                 self.session.refreshed(now)
         self.local_sdp = ok.body = agreed.answer.serialize().encode()
-        if source[0] == "udp":  # a stream transport delivers it, or tells us it could not
-            self._unacked = _Retransmission(ok, source, since=now, next_at=now + T1)
+        self._unacked = _Unacked(ok, source, since=now, next_at=now + T1 if source[0] == "udp" else now + 64 * T1)
         return [
             MediaAgreed(agreed, _audio_direction(agreed.answer), source),
             Respond(invite, ok),
@@ -711,7 +711,7 @@ class CallLeg:
         self._next_refresh = now + REFRESH_RETRY_S
         return []
 
-    def _retransmit(self, unacked: _Retransmission, now: float) -> list[Action]:
+    def _retransmit(self, unacked: _Unacked, now: float) -> list[Action]:
         if now >= unacked.gives_up_at:
             # RFC 3261 13.3.1.4: the dialog stands without its ACK, but the session should end.
             self._unacked = None
