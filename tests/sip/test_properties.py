@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import string
 
@@ -164,7 +165,7 @@ def test_framer_is_independent_of_chunking(
     framer = StreamFramer()
     got: list[Request | Response | ParseError] = []
     bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         got += framer.feed(data[lo:hi])
     assert got == expected
     assert framer.pings == whole.pings

@@ -201,7 +201,7 @@ def test_baddate_is_accepted_liberally() -> None:
 def test_unknown_schemes_parse_but_are_not_sip_uris() -> None:
     req = request(t.UNKSCM)
     with pytest.raises(ParseError) as err:
-        req.sip_uri
+        _ = req.sip_uri
     assert err.value.status_code == 416
     novel = request(t.NOVELSC)
     assert novel.uri == "soap.beep://192.0.2.103:3002"

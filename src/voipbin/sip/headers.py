@@ -27,20 +27,18 @@ COMPACT_FORMS: dict[str, str] = {
     "y": "Identity",
 }
 
-_KNOWN_NAMES = (
-    "Accept Accept-Contact Accept-Encoding Accept-Language Alert-Info Allow "
-    "Allow-Events Authentication-Info Authorization Call-ID Call-Info Contact "
-    "Content-Disposition Content-Encoding Content-Language Content-Length "
-    "Content-Type CSeq Date Error-Info Event Expires From History-Info Identity "
-    "In-Reply-To Max-Forwards Min-Expires Min-SE MIME-Version Organization "
-    "P-Asserted-Identity P-Preferred-Identity Path Priority Privacy "
-    "Proxy-Authenticate Proxy-Authorization Proxy-Require RAck Reason "
-    "Record-Route Refer-To Referred-By Reject-Contact Replaces Reply-To "
-    "Request-Disposition Require Retry-After Route RSeq Security-Client "
-    "Security-Server Security-Verify Server Service-Route Session-Expires "
-    "SIP-ETag SIP-If-Match Subject Subscription-State Supported Timestamp To "
-    "Unsupported User-Agent Via Warning WWW-Authenticate"
-).split()
+_KNOWN_NAMES = [
+    "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
+    "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact", "Content-Disposition",
+    "Content-Encoding", "Content-Language", "Content-Length", "Content-Type", "CSeq", "Date", "Error-Info", "Event",
+    "Expires", "From", "History-Info", "Identity", "In-Reply-To", "Max-Forwards", "Min-Expires", "Min-SE",
+    "MIME-Version", "Organization", "P-Asserted-Identity", "P-Preferred-Identity", "Path", "Priority", "Privacy",
+    "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "RAck", "Reason", "Record-Route", "Refer-To",
+    "Referred-By", "Reject-Contact", "Replaces", "Reply-To", "Request-Disposition", "Require", "Retry-After", "Route",
+    "RSeq", "Security-Client", "Security-Server", "Security-Verify", "Server", "Service-Route", "Session-Expires",
+    "SIP-ETag", "SIP-If-Match", "Subject", "Subscription-State", "Supported", "Timestamp", "To", "Unsupported",
+    "User-Agent", "Via", "Warning", "WWW-Authenticate"
+]
 _CANONICAL: dict[str, str] = {name.lower(): name for name in _KNOWN_NAMES}
 
 # Headers whose grammar is a comma-separated list, so that "Via: a, b" means
@@ -49,14 +47,13 @@ _CANONICAL: dict[str, str] = {name.lower(): name for name in _KNOWN_NAMES}
 # is kept whole.
 LIST_HEADERS = frozenset(
     name.lower()
-    for name in (
-        "Accept Accept-Contact Accept-Encoding Accept-Language Alert-Info Allow "
-        "Allow-Events Call-Info Contact Content-Encoding Content-Language "
-        "Error-Info History-Info In-Reply-To P-Asserted-Identity "
-        "P-Preferred-Identity Path Proxy-Require Reason Record-Route "
-        "Reject-Contact Require Route Security-Client Security-Server "
-        "Security-Verify Service-Route Supported Unsupported Via Warning"
-    ).split()
+    for name in [
+        "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
+        "Call-Info", "Contact", "Content-Encoding", "Content-Language", "Error-Info", "History-Info", "In-Reply-To",
+        "P-Asserted-Identity", "P-Preferred-Identity", "Path", "Proxy-Require", "Reason", "Record-Route",
+        "Reject-Contact", "Require", "Route", "Security-Client", "Security-Server", "Security-Verify", "Service-Route",
+        "Supported", "Unsupported", "Via", "Warning"
+    ]
 )
 
 

@@ -17,11 +17,11 @@ from .headers import Headers, canonical_name
 from .uri import SipUri, is_absolute_uri, split_hostport
 
 __all__ = [
+    "REASON_PHRASES",
     "Address",
     "CSeq",
     "Headers",
     "ParseError",
-    "REASON_PHRASES",
     "Request",
     "Response",
     "SipUri",
@@ -140,9 +140,9 @@ class Address:
         else:
             # addr-spec form: parameters after the URI belong to the header,
             # so the URI cannot carry ';', '?' or ',' of its own (RFC 3261 20).
-            uri, semi, rest = s.partition(";")
+            uri, separator, rest = s.partition(";")
             uri = uri.rstrip(WS)
-            rest = semi + rest
+            rest = separator + rest
             if "?" in uri or "," in uri:
                 raise ParseError("URI with headers must be enclosed in <>")
         _check_uri(uri)
@@ -164,7 +164,7 @@ class Address:
 _VIA_RE = re.compile(
     rf"[{WS}]*({TOKEN_RE.pattern})[{WS}]*/[{WS}]*({TOKEN_RE.pattern})[{WS}]*/"
     rf"[{WS}]*({TOKEN_RE.pattern})[{WS}]+(.+)",
-    re.S,
+    re.DOTALL,
 )
 
 

@@ -29,7 +29,7 @@ MAX_HEADER_BYTES = 16 * 1024  # real requests stay far below; a scanner's paddin
 MAX_BODY_BYTES = 1024 * 1024
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
-_VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.I)
+_VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
 
 
 def is_keepalive(data: bytes) -> bool:
@@ -47,8 +47,7 @@ def _split_head(head: bytes) -> tuple[str, Headers]:
     lines = text.split("\n")
     fields: list[list[str]] = []
     for i, line in enumerate(lines):
-        if line.endswith("\r"):
-            line = line[:-1]
+        line = line.removesuffix("\r")
         if "\r" in line:
             raise ParseError("bare CR in header")
         if i == 0:
@@ -65,7 +64,7 @@ def _split_head(head: bytes) -> tuple[str, Headers]:
             raise ParseError(f"malformed header line {line[:40]!r}")
         fields.append([name, value])
 
-    start = lines[0][:-1] if lines[0].endswith("\r") else lines[0]
+    start = lines[0].removesuffix("\r")
     headers = Headers()
     for name, value in fields:
         value = value.strip(WS)
@@ -222,7 +221,7 @@ class StreamFramer:
                 pass
         except ParseError as exc:
             self._fail(exc, out)
-        except Exception as exc:  # pragma: no cover - defence in depth
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - defence in depth
             self._fail(ParseError(f"unparseable stream ({type(exc).__name__})"), out)
         return out
 
@@ -269,13 +268,13 @@ class StreamFramer:
         if m.start() > self.max_header_bytes:
             raise ParseError("header too large", 513)
         start, headers = _split_head(bytes(buf[: m.start()]))
-        length = _content_length(headers)
-        if length is None:
+        declared = _content_length(headers)
+        if declared is None:
             raise ParseError("missing Content-Length on a stream transport")
-        if length > self.max_body_bytes:
+        if declared > self.max_body_bytes:
             raise ParseError("body too large", 413)
         del buf[: m.end()]
-        self._pending = (start, headers, length)
+        self._pending = (start, headers, declared)
         return True
 
 
@@ -297,10 +296,9 @@ def validate_request(req: Request) -> ParseError | None:
         max_forwards = req.max_forwards
         if max_forwards is not None and max_forwards > 255:
             return ParseError("Max-Forwards out of range")
-        if req.uri.partition(":")[0].lower() in ("sip", "sips"):
-            if SipUri.parse(req.uri).headers:
-                # RFC 4475 3.1.2.11: escaped headers belong in no Request-URI.
-                return ParseError("Request-URI carries headers")
+        # RFC 4475 3.1.2.11: escaped headers belong in no Request-URI.
+        if req.uri.partition(":")[0].lower() in ("sip", "sips") and SipUri.parse(req.uri).headers:
+            return ParseError("Request-URI carries headers")
     except ParseError as exc:
         return exc
     return None

@@ -7,6 +7,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from sqlalchemy import select
 
@@ -136,7 +137,7 @@ class SipService:
         if account and (outcome.saved or outcome.removed):
             self._notify(account.customer_id, account.extension)
 
-    async def _caller_identity(self, incoming: Incoming) -> tuple[str, str] | None | bool:
+    async def _caller_identity(self, incoming: Incoming) -> tuple[str, str] | None | Literal[False]:
         """Who an INVITE claims to be. From one of our phones (its From names a customer's
         domain) it must prove it with digest: (customer_id, extension) when it did, False when
         it was challenged or refused. None for callers from outside (trunks), who may only
@@ -220,7 +221,7 @@ class SipService:
             await asyncio.sleep(self.settings.tcp_keepalive_s)
             flows = {b.source: b for b in self.location.all() if b.source[0] == "tcp"}
             for peer, binding in flows.items():
-                self.ua._spawn(self._ping(peer, binding))
+                self.ua.spawn(self._ping(peer, binding))
 
     async def _ping(self, peer: Peer, binding: Binding) -> None:
         options = self.ua.options_request(binding.contact, peer)

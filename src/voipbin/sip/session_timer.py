@@ -16,6 +16,7 @@ from typing import Literal
 from voipbin.sip.message import Headers
 
 Refresher = Literal["uac", "uas"]
+_REFRESHERS: dict[str, Refresher] = {"uac": "uac", "uas": "uas"}
 
 # RFC 4028 4: no interval below 90 s may be required of a peer; ours may be lowered for tests.
 RFC_MIN_SE = 90
@@ -44,8 +45,8 @@ class SessionExpires:
         refresher = None
         for param in params:
             name, _, param_value = param.partition("=")
-            if name.strip().lower() == "refresher" and param_value.strip().lower() in ("uac", "uas"):
-                refresher = param_value.strip().lower()  # type: ignore[assignment]
+            if name.strip().lower() == "refresher":
+                refresher = _REFRESHERS.get(param_value.strip().lower(), refresher)
         return cls(int(head), refresher)
 
     def __str__(self) -> str:

@@ -13,14 +13,16 @@ import contextlib
 import errno
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from voipbin.sip.errors import ParseError
 from voipbin.sip.location import Peer
 from voipbin.sip.message import Request, Response, Via, make_response
 from voipbin.sip.parser import StreamFramer, is_keepalive, parse_message, validate_request
 from voipbin.sip.transactions import (
+    Action,
     DeliverAck,
     DeliverRequest,
     DeliverResponse,
@@ -223,15 +225,16 @@ class SipStack:
 
     # -- actions from the transaction layer --------------------------------------------------
 
-    def _run(self, actions: list[object]) -> None:
+    def _run(self, actions: Sequence[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
-                self._send(action.data, action.destination)
+                self._send(action.data, cast(Peer, action.destination))
             elif isinstance(action, DeliverRequest):
-                self._spawn(self._handle_request(Incoming(self, action.transaction_id, action.request, action.source)))
+                source = cast(Peer, action.source)  # the layer hands back the peers we gave it
+                self._spawn(self._handle_request(Incoming(self, action.transaction_id, action.request, source)))
             elif isinstance(action, DeliverAck):
                 if self.on_ack:
-                    self._spawn(self.on_ack(action.request, action.source))
+                    self._spawn(self.on_ack(action.request, cast(Peer, action.source)))
             elif isinstance(action, DeliverResponse):
                 outgoing = self._outgoing.get(action.transaction_id)
                 if outgoing:
@@ -336,7 +339,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, stack: SipStack) -> None:
         self.stack = stack
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.stack.receive(data, ("udp", addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:

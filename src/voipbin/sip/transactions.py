@@ -53,6 +53,7 @@ __all__ = [
     "TransactionState",
     "TransactionTerminated",
     "TransactionTimeout",
+    "cancel_request",
     "new_branch",
 ]
 
@@ -170,7 +171,7 @@ class Timer(Enum):
     K = "K"  # client non-INVITE: absorb final response retransmissions
     G = "G"  # server INVITE: retransmit the non-2xx final
     H = "H"  # server INVITE: give up waiting for the ACK
-    I = "I"  # noqa: E741 -- server INVITE: absorb ACK retransmissions
+    I = "I"  # server INVITE: absorb ACK retransmissions
     J = "J"  # server non-INVITE: absorb request retransmissions
     L = "L"  # server INVITE (RFC 6026): absorb INVITE retransmissions after 2xx
 
@@ -251,6 +252,12 @@ def _hop_request(request: Request, method: str, to_source: Request | Response) -
     return Request(method, request.uri, headers)
 
 
+def cancel_request(invite: Request) -> Request:
+    """The CANCEL for ``invite`` (RFC 3261 9.1): same top Via (so its branch), Route, From, To,
+    Call-ID and CSeq number; servers find the INVITE by that branch."""
+    return _hop_request(invite, "CANCEL", invite)
+
+
 # --- the layer --------------------------------------------------------------
 
 
@@ -310,9 +317,8 @@ class TransactionLayer:
         if txn is not None:
             # A retransmission: repeat whatever we last answered.  Trying has
             # nothing yet; Accepted and Confirmed absorb silently.
-            if txn.state in (TransactionState.PROCEEDING, TransactionState.COMPLETED):
-                if txn.last_response is not None:
-                    return [Send(txn.last_response, txn.peer)]
+            if txn.state in (TransactionState.PROCEEDING, TransactionState.COMPLETED) and txn.last_response is not None:
+                return [Send(txn.last_response, txn.peer)]
             return []
         invite = request.method == "INVITE"
         txn = self._add(
@@ -432,7 +438,7 @@ class TransactionLayer:
         txn = self._transactions.get(invite_transaction_id)
         if txn is None or txn.kind is not TransactionKind.CLIENT_INVITE:
             raise KeyError(invite_transaction_id)
-        return _hop_request(txn.request, "CANCEL", txn.request)
+        return cancel_request(txn.request)
 
     def receive_response(self, response: Response, source: Hashable, now: float) -> list[Action]:
         """Feed a response from the network.

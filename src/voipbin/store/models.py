@@ -44,9 +44,9 @@ class Base(DeclarativeBase):
             if attribute.key in values or default is None:
                 continue
             if default.is_scalar:
-                values[attribute.key] = default.arg  # type: ignore[attr-defined]
+                values[attribute.key] = default.arg
             elif default.is_callable:  # list, dict: SQLAlchemy wraps them to take a context
-                values[attribute.key] = default.arg(None)  # type: ignore[attr-defined]
+                values[attribute.key] = default.arg(None)
         cls = type(self)
         for key, value in values.items():
             if not hasattr(cls, key):
