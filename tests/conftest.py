@@ -40,7 +40,7 @@ class _LogGuard(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = record.getMessage()
-        except Exception:  # a record that cannot format is no credential leak
+        except Exception:  # noqa: BLE001 - a record that cannot format is no credential leak
             return
         if SECRETS_IN_LOGS.search(line):
             self.problems.append(f"a credential in a log line of {record.name}: {line[:300]}")

@@ -10,6 +10,7 @@ retries so receivers can drop duplicates.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -146,7 +147,7 @@ class WebhookDispatcher:
         self._unsettled.extend(lane for lane in lanes if lane.unsettled or lane.outcomes)
         try:
             await asyncio.wait_for(self._settle(), STOP_SETTLE_S)
-        except Exception:  # the database away: the leases bring them back later
+        except Exception:  # noqa: BLE001 - the database away: the leases bring them back later
             log.warning("webhook deliveries in flight at stop are left to their leases")
         if self._client:
             await self._client.aclose()
@@ -194,8 +195,11 @@ class WebhookDispatcher:
         for customer_id, rows in claimed.items():
             lane = self._lanes[customer_id] = _Lane(customer_id, rows)
             lane.task = asyncio.create_task(self._run_lane(lane), name=f"webhooks-{customer_id}")
-            lane.task.add_done_callback(lambda _t, c=customer_id: self._lane_ended(c))
+            lane.task.add_done_callback(functools.partial(self._lane_ended_with, customer_id))
         return bool(claimed)
+
+    def _lane_ended_with(self, customer_id: str, _task: asyncio.Task[None]) -> None:
+        self._lane_ended(customer_id)
 
     def _lane_ended(self, customer_id: str) -> None:
         self._lanes.pop(customer_id, None)

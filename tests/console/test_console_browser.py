@@ -201,7 +201,7 @@ def place_test_call(tab: Walk) -> None:
     page.get_by_label("Type", exact=True).nth(2).select_option("hangup")
     page.get_by_text("Raw JSON").click()
     raw = page.get_by_label("Actions as JSON")
-    expect(raw).to_have_value(re.compile(r'"type": "talk".*"duration": 1500.*"type": "hangup"', re.S))
+    expect(raw).to_have_value(re.compile(r'"type": "talk".*"duration": 1500.*"type": "hangup"', re.DOTALL))
     tab.shot("call-editor")
 
     page.get_by_role("button", name="Place call").click()

@@ -81,7 +81,7 @@ def test_pages_hold_no_inline_code_or_html_injection() -> None:
 
 def test_module_imports_resolve() -> None:
     for path in JS_FILES:
-        for target in re.findall(r"^import [^;]*? from \"(\.[^\"]+)\";", path.read_text(), re.M):
+        for target in re.findall(r"^import [^;]*? from \"(\.[^\"]+)\";", path.read_text(), re.MULTILINE):
             assert (path.parent / target).resolve().is_file(), f"{path.name} imports missing {target}"
 
 

@@ -52,7 +52,7 @@ class RunningServer:
     def cli(self, *args: str) -> str:
         result = subprocess.run(
             [sys.executable, "-m", "voipbin.cli.main", *args, "--data-dir", str(self.data_dir)],
-            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "250"},
+            check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "250"},
         )
         assert result.returncode == 0, result.stderr
         return result.stdout

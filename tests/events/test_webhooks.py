@@ -47,7 +47,7 @@ class Receiver:
 @contextmanager
 def receiving(receiver: Receiver) -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             receiver.received.append(Received(dict(self.headers.items()), body))
             self.send_response(receiver.status)

@@ -21,6 +21,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Self
 
 Address = tuple[str, int]
 
@@ -156,7 +157,7 @@ class NatForwarder:
         await asyncio.wait_for(asyncio.gather(*self._closed), 5)
         self._closed.clear()
 
-    async def __aenter__(self) -> NatForwarder:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:

@@ -143,7 +143,7 @@ class PostgresServer:
         if not _accepts(self.port):
             return False
         done = subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-t", "1"],
-                              capture_output=True, timeout=10)
+                              check=False, capture_output=True, timeout=10)
         return done.returncode == 0
 
     def stop(self, mode: str = "fast") -> None:

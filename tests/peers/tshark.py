@@ -10,6 +10,7 @@ import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 
 def available() -> bool:
@@ -32,7 +33,7 @@ class Capture:
         self.capture_filter = capture_filter
         self._process: asyncio.subprocess.Process | None = None
 
-    async def __aenter__(self) -> Capture:
+    async def __aenter__(self) -> Self:
         # Its own process group, so stopping it also stops the dumpcap it starts.
         self._process = await asyncio.create_subprocess_exec(
             "tshark", "-q", "-i", "lo", "-f", self.capture_filter, "-w", str(self.path),

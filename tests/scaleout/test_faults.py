@@ -296,7 +296,7 @@ class Hook:
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 status = hook.status
                 hook.answered.append((self.headers["X-VoIPBIN-Delivery-Id"], status, json.loads(body)))

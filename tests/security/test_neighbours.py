@@ -22,7 +22,7 @@ from tests.security.conftest import PASSWORD, Server, register, serving
 def receiver(delay_s: float, arrivals: list[float]) -> Iterator[str]:
     """A webhook receiver answering 200 after ``delay_s``; notes when each request arrived."""
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             arrivals.append(time.monotonic())
             self.rfile.read(int(self.headers["Content-Length"]))
             time.sleep(delay_s)

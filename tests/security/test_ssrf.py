@@ -57,7 +57,7 @@ def listening(listener: Listener) -> Iterator[Listener]:
             self.end_headers()
             self.wfile.write(listener.body)
 
-        do_GET = do_POST = _answer  # noqa: N815 (http.server's naming)
+        do_GET = do_POST = _answer
 
         def log_message(self, *args: object) -> None:
             pass

@@ -26,9 +26,7 @@ LINK_LIFETIME = timedelta(days=1)
 MIN_PASSWORD_LENGTH = 8
 # The most common passwords of at least 8 characters in public breach lists.
 COMMON_PASSWORDS = frozenset(
-    "password 12345678 123456789 1234567890 password1 password123 qwertyuiop qwerty123 11111111 "
-    "iloveyou 00000000 abc12345 abcd1234 1qaz2wsx sunshine princess football baseball welcome1 "
-    "letmein1 admin123 administrator changeme passw0rd trustno1 superman starwars".split()
+    ["password", "12345678", "123456789", "1234567890", "password1", "password123", "qwertyuiop", "qwerty123", "11111111", "iloveyou", "00000000", "abc12345", "abcd1234", "1qaz2wsx", "sunshine", "princess", "football", "baseball", "welcome1", "letmein1", "admin123", "administrator", "changeme", "passw0rd", "trustno1", "superman", "starwars"]
 )
 
 

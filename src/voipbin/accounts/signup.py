@@ -110,10 +110,11 @@ async def complete(ctx: AccountsContext, temp_token: str, code: str) -> Complete
     code_ok = pending is not None and await verify_secret(pending.code_hash, code)
     async with ctx.store.transaction() as tx:
         signup = await tx.session.get(Signup, temp_token)
-        outcome = _check(signup, code_ok, ctx.clock.read())
-        if outcome is None:
-            assert signup is not None
-            outcome = await _activate(ctx, tx, signup)
+        refused = _check(signup, code_ok, ctx.clock.read())
+        if refused is not None:
+            return _finish(ctx, refused)
+        assert signup is not None
+        outcome = await _activate(ctx, tx, signup)
     return _finish(ctx, outcome)
 
 

@@ -24,10 +24,10 @@ router = APIRouter(prefix="/v1.0", tags=["calls"])
 class CallIn(Strict):
     source: AddressModel
     destinations: Annotated[list[AddressModel], Field(max_length=100)]
-    actions: Annotated[list[dict[str, Any]], Field(max_length=1000)] = []
+    actions: Annotated[list[dict[str, Any]], Field(max_length=1000, default_factory=list)]
     flow_id: Annotated[str, Field(max_length=36)] = ""
     anonymous: str = ""
-    variables: dict[str, str] = {}
+    variables: dict[str, str] = Field(default_factory=dict)
 
 
 RecordingSeconds = Annotated[int, Field(ge=0, le=86400, strict=True, description="Seconds; 0 for no limit.")]

@@ -29,7 +29,7 @@ async def get_owned(session: AsyncSession, model: type[M], resource_id: str, cus
     )
     if row is None:
         raise not_found(name)
-    return row
+    return row  # type: ignore[no-any-return]
 
 
 def owned_query(model: type[M], customer_id: str) -> Select[tuple[M]]:
@@ -39,7 +39,7 @@ def owned_query(model: type[M], customer_id: str) -> Select[tuple[M]]:
     return query
 
 
-async def page(session: AsyncSession, query: Select[tuple[M]], model: type[M], paging: Paging) -> tuple[list[M], str]:
+async def page(session: AsyncSession, query: Select[Any], model: type[M], paging: Paging) -> tuple[list[M], str]:
     """Newest first; the token is the last row's ``tm_create`` (VoIPBIN's cursor)."""
     if paging.page_token:
         try:

@@ -57,7 +57,7 @@ class CustomerUpdate(Strict):
 
 
 class CustomerCreate(CustomerUpdate):
-    email: Annotated[str, Field(min_length=3, max_length=320)]  # type: ignore[assignment]
+    email: Annotated[str, Field(min_length=3, max_length=320)]
     password: Annotated[str, Field(min_length=8, max_length=1024)] = ""
 
 
@@ -131,7 +131,8 @@ def announce_customer(tx: Tx, customer: Customer) -> None:
 @router.get("/customers", response_model=Page[CustomerOut], tags=["operator"])
 async def list_all(platform: PlatformDep, _: SuperadminDep, paging: PagingDep) -> Page[CustomerOut]:
     async with platform.store.session() as session:
-        rows, token = await page(session, select(Customer).where(Customer.tm_delete.is_(None)), Customer, paging)
+        query = select(Customer).where(Customer.tm_delete.is_(None))
+        rows, token = await page(session, query, Customer, paging)
     return Page(result=[CustomerOut.model_validate(r) for r in rows], next_page_token=token)
 
 

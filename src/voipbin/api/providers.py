@@ -31,7 +31,7 @@ class ProviderIn(Strict):
     password: Annotated[str, Field(max_length=255)] = ""
     tech_prefix: Affix = ""
     tech_postfix: Affix = ""
-    tech_headers: dict[str, Any] = {}
+    tech_headers: dict[str, Any] = Field(default_factory=dict)
     name: ShortText = ""
     detail: LongText = ""
 

@@ -14,7 +14,7 @@ import socket
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from ipaddress import ip_address
 from typing import Literal
 from urllib.parse import urlsplit
@@ -113,7 +113,7 @@ async def _our_server_answers(settings: Settings) -> bool:
     try:
         async with httpx.AsyncClient(verify=False, timeout=2) as client:
             response = await client.get(f"https://127.0.0.1:{settings.api_port}/ping")
-        return response.json() == {"message": "pong"}
+        return bool(response.json() == {"message": "pong"})
     except (httpx.HTTPError, ValueError):
         return False
 
@@ -141,7 +141,7 @@ async def check_certificate(settings: Settings) -> list[Finding]:
     except ValueError:
         return [Finding("TLS certificate", "fail", f"{cert_path} is not a PEM certificate",
                         f"delete {cert_path.parent} and start again: a new one is made")]
-    remaining = cert.not_valid_after_utc - datetime.now(timezone.utc)
+    remaining = cert.not_valid_after_utc - datetime.now(UTC)
     if remaining.total_seconds() <= 0:
         return [Finding("TLS certificate", "fail", "expired", f"delete {cert_path.parent} and start again")]
     missing = sorted(set(tls_names(settings)) - _certificate_names(cert))
@@ -167,7 +167,7 @@ async def check_database(settings: Settings) -> list[Finding]:
     try:
         async with engine.connect():
             pass
-    except Exception as error:  # any driver's connection error
+    except Exception as error:  # noqa: BLE001 - any driver's connection error
         return [Finding("database", "fail", f"{shown}: {type(error).__name__}: {str(error)[:160]}",
                         "check --database-url (host, port, user, database) and that the server runs")]
     finally:
@@ -223,7 +223,7 @@ async def check_smtp(settings: Settings) -> list[Finding]:
     try:
         _reader, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout=5)
         writer.close()
-    except (OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, OSError) as error:
         return [Finding("mail", "fail", f"cannot reach {parts.hostname}:{port}: {error or 'timed out'}",
                         "check --smtp-url, and that outgoing SMTP is allowed from this host")]
     return [Finding("mail", "ok", f"SMTP server {parts.hostname}:{port} reachable")]
@@ -247,7 +247,7 @@ async def _operator_password_finding(settings: Settings) -> Finding:
     store = Store(settings.db_url, InProcessBus(), Clock())
     try:
         default = await default_password_in_use(store)
-    except Exception as error:  # the database check above reports why
+    except Exception as error:  # noqa: BLE001 - the database check above reports why
         return Finding("operator password", "warn", f"not checked: {type(error).__name__}")
     finally:
         await store.close()
@@ -303,7 +303,7 @@ PHRASE = "please call me back tomorrow morning"
 async def _tts_finding(speech: SpeechService, provider: str, name: str, fix: str) -> Finding:
     try:
         pcm = await asyncio.wait_for(speech.tts.synthesize(PHRASE, "en-US", provider=provider), timeout=60)
-    except Exception as error:  # any engine failure is the finding
+    except Exception as error:  # noqa: BLE001 - any engine failure is the finding
         return Finding(f"TTS {name}", "fail", str(error)[:200], fix)
     return Finding(f"TTS {name}", "ok", f"spoke {len(pcm) / 16000:.1f} s of audio")
 
@@ -312,7 +312,7 @@ async def _stt_finding(speech: SpeechService, engine: str) -> Finding:
     try:
         pcm = await speech.tts.synthesize(PHRASE, "en-US")
         result = await asyncio.wait_for(speech.stt.transcribe(pcm), timeout=120)
-    except Exception as error:  # any engine failure is the finding
+    except Exception as error:  # noqa: BLE001 - any engine failure is the finding
         return Finding(f"STT {engine}", "fail", str(error)[:200], "reinstall: ./scripts/bootstrap.sh")
     heard = set(result.text.lower().replace(",", " ").replace(".", " ").split())
     if len(heard & set(PHRASE.split())) < 3:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 _TICK = timedelta(microseconds=1)
 
@@ -16,7 +16,7 @@ class Clock:
     """
 
     def __init__(self) -> None:
-        self._last = datetime.min.replace(tzinfo=timezone.utc)
+        self._last = datetime.min.replace(tzinfo=UTC)
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -26,16 +26,16 @@ class Clock:
             return current
 
     def read(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 def format_timestamp(value: datetime | None) -> str:
     """VoIPBIN's ``tm_*`` format as the quickstart shows it: microseconds, ``Z``, ``""`` if unset."""
     if value is None:
         return ""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_timestamp(value: str) -> datetime:
     """Inverse of :func:`format_timestamp`; raises ``ValueError`` on anything else."""
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)

@@ -16,9 +16,9 @@ from typing import Any
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
 _ACCESSKEY = re.compile(r"\bvb_[A-Za-z0-9]{32}\b")
 # ?token=, &accesskey=, password=... in URLs and form-like text.
-_QUERY = re.compile(r"((?:^|[?&;\s\"'])(?:token|accesskey|access_key|password|passwd|secret|auth_pass)=)[^&\s\"';]+", re.I)
+_QUERY = re.compile(r"((?:^|[?&;\s\"'])(?:token|accesskey|access_key|password|passwd|secret|auth_pass)=)[^&\s\"';]+", re.IGNORECASE)
 # scheme://user:password@host
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@", re.I)
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@", re.IGNORECASE)
 MASK = "***"
 
 _installed = False

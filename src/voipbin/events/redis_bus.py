@@ -18,7 +18,7 @@ import logging
 import secrets
 from collections import deque
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -53,7 +53,8 @@ class RedisBus(InProcessBus):
     async def start(self) -> None:
         # Read from what the stream holds now: events published before this node started are
         # the durable log's business, not the live bus's.
-        latest = await self._redis.xrevrange(self.stream, count=1)
+        # redis-py types replies for every protocol and decoding; ours are RESP2 bytes.
+        latest = cast(list[tuple[bytes, dict[bytes, bytes]]], await self._redis.xrevrange(self.stream, count=1))
         self._last_id = latest[0][0].decode() if latest else "0-0"
         self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._send())]
 
@@ -65,8 +66,8 @@ class RedisBus(InProcessBus):
         self._pending.set()
 
     async def _add(self, event: Event) -> None:
-        fields = {"event": _encode(event), "node": self.node}
-        await self._redis.xadd(self.stream, fields, maxlen=STREAM_LENGTH, approximate=True)
+        fields: dict[str | bytes, str | bytes] = {"event": _encode(event), "node": self.node}
+        await self._redis.xadd(self.stream, fields, maxlen=STREAM_LENGTH, approximate=True)  # type: ignore[arg-type]
 
     async def _send(self) -> None:
         while True:
@@ -86,12 +87,12 @@ class RedisBus(InProcessBus):
         # timeout by redis-py's read (asyncio.timeout on Python 3.11), and the loop would go on.
         while not self._closing:
             try:
-                batches = await self._reader.xread({self.stream: self._last_id}, count=500, block=READ_BLOCK_MS)
+                read = await self._reader.xread({self.stream: self._last_id}, count=500, block=READ_BLOCK_MS)
             except (RedisError, OSError) as error:
                 log.warning("event bus: reading from Redis failed (%s); retrying", error)
                 await asyncio.sleep(RETRY_S)
                 continue
-            for _stream, entries in batches:
+            for _stream, entries in cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], read):
                 for entry_id, fields in entries:
                     self._last_id = entry_id.decode()
                     self._deliver(fields)

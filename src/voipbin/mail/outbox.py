@@ -17,7 +17,7 @@ import smtplib
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -68,7 +68,7 @@ def compose(sender: str, to: str, subject: str, text: str, audience: Iterable[st
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
-    message["Date"] = format_datetime(datetime.now(timezone.utc))
+    message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = make_msgid(domain="voipbin.local")
     if readers := ",".join(audience):
         message[AUDIENCE_HEADER] = readers
@@ -82,7 +82,7 @@ class FileOutbox:
 
     async def send(self, message: EmailMessage) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         msgid = str(message["Message-ID"]).strip("<>").split("@")[0]
         path = self.directory / f"{stamp}-{msgid}.eml"
         path.write_bytes(message.as_bytes(policy=policy.SMTP))
@@ -108,9 +108,12 @@ class SmtpMailer:
     def _send(self, message: EmailMessage) -> None:
         del message[AUDIENCE_HEADER]  # the mailbox's business, not the recipient's
         context = ssl.create_default_context()
-        smtp_class = smtplib.SMTP_SSL if self._tls else smtplib.SMTP
-        kwargs = {"context": context} if self._tls else {}
-        with smtp_class(self._host, self._port, timeout=10, **kwargs) as smtp:
+        smtp = (
+            smtplib.SMTP_SSL(self._host, self._port, timeout=10, context=context)
+            if self._tls
+            else smtplib.SMTP(self._host, self._port, timeout=10)
+        )
+        with smtp:
             if not self._tls and smtp.has_extn("starttls"):
                 smtp.starttls(context=context)
             if self._user:

@@ -224,7 +224,7 @@ def serve(load: Callable[[], Handler]) -> None:
         payload = source.read(int(header.get("size", 0)))
         try:
             reply, data = handler(header, payload)
-        except Exception as exc:  # one bad request must not take the worker down
+        except Exception as exc:  # noqa: BLE001 - one bad request must not take the worker down
             send({"ok": False, "error": repr(exc)})
             continue
         send({**reply, "ok": True}, data)
