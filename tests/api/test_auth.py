@@ -181,7 +181,7 @@ async def test_accesskey_token_is_shown_only_on_create(client: httpx.AsyncClient
 async def test_manager_reads_but_may_not_change_the_customer(client: httpx.AsyncClient, alice: Tenant) -> None:
     manager = {"username": "manager@example.com", "password": "manager-password", "permission": 64}
     created = await client.post("/v1.0/agents", params=alice.auth, json=manager)
-    assert created.status_code == 200, created.text
+    assert created.status_code == 201, created.text
     token = await login(client, manager["username"], manager["password"])
 
     read = await client.get("/v1.0/customer", params={"token": token})
