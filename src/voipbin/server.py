@@ -72,6 +72,26 @@ class _Listener(uvicorn.Server):
         yield
 
 
+class _OnceFilter(logging.Filter):
+    """Lets each of uvicorn's process-wide lines ("Started server process", "Shutting down") through
+    once: both listeners log them, and two identical lines read as two processes."""
+
+    PROCESS_WIDE = frozenset({"Started server process [%d]", "Shutting down", "Finished server process [%d]"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg not in self.PROCESS_WIDE:
+            return True
+        line = record.getMessage()
+        if line in self.seen:
+            return False
+        self.seen.add(line)
+        return True
+
+
 @dataclass(frozen=True)
 class Endpoints:
     api: str
@@ -107,13 +127,17 @@ async def serve(settings: Settings, on_ready: Callable[[Platform], Awaitable[Non
     preload = asyncio.create_task(platform.speech.start(preload=settings.takes_calls))
     app = create_app(platform)
     cert, key = ensure_certificate(settings.data_dir / "tls", tls_names(settings))
-    common = {"lifespan": "off", "log_level": settings.log_level, "ws_ping_interval": 20.0, "ws_ping_timeout": 20.0,
-              "http": http_protocol(settings.http_header_timeout_s)}
+    # log_config=None: uvicorn's lines go through the process's logging (one format, one stream)
+    # instead of handlers of its own that each listener would install again.
+    common = {"lifespan": "off", "log_level": settings.log_level, "log_config": None, "ws_ping_interval": 20.0,
+              "ws_ping_timeout": 20.0, "http": http_protocol(settings.http_header_timeout_s)}
     listeners = [
         _Listener(uvicorn.Config(app, host=settings.host, port=settings.api_port,
                                  ssl_certfile=str(cert), ssl_keyfile=str(key), **common)),  # type: ignore[arg-type]
         _Listener(uvicorn.Config(app, host=settings.host, port=settings.http_port, **common)),  # type: ignore[arg-type]
     ]
+    once = _OnceFilter()
+    logging.getLogger("uvicorn.error").addFilter(once)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -136,6 +160,7 @@ async def serve(settings: Settings, on_ready: Callable[[Platform], Awaitable[Non
         await platform.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        logging.getLogger("uvicorn.error").removeFilter(once)
 
 
 async def _until_stopped(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:

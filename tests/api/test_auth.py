@@ -31,8 +31,10 @@ async def test_headless_signup_gives_a_working_accesskey(client: httpx.AsyncClie
 
     assert done.status_code == 200, done.text
     body = done.json()
-    assert set(body) == {"customer_id", "accesskey"}
+    assert set(body) == {"customer_id", "accesskey", "next_steps"}
     assert body["accesskey"]["token"].startswith("vb_")
+    # No password yet: the answer says to use the access key, and where the set-password link is.
+    assert "?accesskey=" in body["next_steps"] and "welcome mail sent to new@example.com" in body["next_steps"]
     me = await client.get("/v1.0/customer", params={"accesskey": body["accesskey"]["token"]})
     assert me.status_code == 200
     assert me.json()["id"] == body["customer_id"]
@@ -181,7 +183,7 @@ async def test_accesskey_token_is_shown_only_on_create(client: httpx.AsyncClient
 async def test_manager_reads_but_may_not_change_the_customer(client: httpx.AsyncClient, alice: Tenant) -> None:
     manager = {"username": "manager@example.com", "password": "manager-password", "permission": 64}
     created = await client.post("/v1.0/agents", params=alice.auth, json=manager)
-    assert created.status_code == 200, created.text
+    assert created.status_code == 201, created.text
     token = await login(client, manager["username"], manager["password"])
 
     read = await client.get("/v1.0/customer", params={"token": token})

@@ -52,7 +52,7 @@ async def make_resources(client: httpx.AsyncClient, platform: Platform, alice: T
     ids: dict[str, str] = {}
     for param, (collection, body, _) in POSTED.items():
         response = await client.post(collection, params=alice.auth, json=body)
-        assert response.status_code == 200, response.text
+        assert response.status_code in (200, 201), response.text
         ids[param] = response.json()["id"]
     source = (await client.get("/v1.0/numbers", params=alice.auth)).json()["result"][-1]["number"]
     call = {

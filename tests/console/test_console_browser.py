@@ -136,6 +136,7 @@ def test_signup_to_first_call(tab: Walk, tmp_path: Path) -> None:
     for attempt in ("created", "duplicate"):
         page.get_by_label("Extension", exact=True).fill(EXTENSION)
         page.get_by_label("Name", exact=True).fill("console-phone")
+        page.get_by_label("Detail", exact=True).fill("The softphone of the console walk")
         page.get_by_label("SIP password").fill(SIP_PASSWORD)
         page.get_by_role("button", name="Create extension").click()
         if attempt == "created":

@@ -47,7 +47,7 @@ def test_headless_signup_then_the_accesskey_works(server: RunningServer) -> None
 
     status, done = server.curl("POST", "/auth/complete-signup", {"temp_token": started["temp_token"], "code": code})
     assert status == 200, done
-    assert set(done) == {"customer_id", "accesskey"} and {"id", "token"} <= set(done["accesskey"])
+    assert set(done) == {"customer_id", "accesskey", "next_steps"} and {"id", "token"} <= set(done["accesskey"])
 
     status, calls = server.curl("GET", f"/v1.0/customer?accesskey={done['accesskey']['token']}")
     assert status == 200 and calls["id"] == done["customer_id"]

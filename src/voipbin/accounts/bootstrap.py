@@ -63,7 +63,7 @@ async def _create_sandbox_admin(ctx: AccountsContext, password_hash: str) -> str
             email_verified=True,
         )
         if ctx.settings.sandbox:
-            await assign_virtual_number(tx, customer.id, name="demo number")
+            await assign_virtual_number(tx, customer.id, name="demo number", detail="The sandbox operator's demo number")
             now = tx.clock.now()
             for ext in DEMO_EXTENSIONS:
                 tx.session.add(

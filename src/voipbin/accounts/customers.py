@@ -91,7 +91,9 @@ async def create_accesskey(tx: Tx, customer_id: str, name: str, detail: str, exp
     return key, token
 
 
-async def assign_virtual_number(tx: Tx, customer_id: str, name: str = "sandbox number") -> Number:
+async def assign_virtual_number(
+    tx: Tx, customer_id: str, name: str = "sandbox number", detail: str = "Virtual number given at signup"
+) -> Number:
     """A free ``+899…`` number, so a new customer can place calls right away."""
     while True:  # 10^8 candidates: a clash is rare, two in a row rarer still
         candidate = VIRTUAL_PREFIX + "".join(secrets.choice("0123456789") for _ in range(8))
@@ -105,7 +107,7 @@ async def assign_virtual_number(tx: Tx, customer_id: str, name: str = "sandbox n
         number=candidate,
         type="virtual",
         name=name,
-        detail="Virtual number given at signup",
+        detail=detail,
         status="active",
         tm_purchase=now,
         tm_create=now,

@@ -55,7 +55,7 @@ def _check_grant(who: Principal, permission: int) -> None:
         raise forbidden("Only the platform operator may grant platform permissions (bits 1-15).")
 
 
-@router.post("", response_model=AgentOut)
+@router.post("", response_model=AgentOut, status_code=201)
 async def create(body: AgentIn, platform: PlatformDep, who: AdminDep) -> AgentOut:
     _check_grant(who, body.permission)
     username = normalize_email(body.username)

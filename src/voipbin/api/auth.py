@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
 from voipbin.accounts import email_change, recovery, signup
@@ -26,6 +26,10 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 class SignupIn(Strict):
+    # The contract names these required (VoIPBIN's spec, and the console asks for both); the server
+    # still answers 200 to a body without them, as it does to any, so that no answer tells emails apart.
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"required": ["email", "accepted_tos"]})
+
     email: Annotated[str, Field(max_length=320)] = ""
     name: ShortText = ""
     detail: LongText = ""
@@ -48,6 +52,15 @@ class CompleteSignupIn(Strict):
 class CompleteSignupOut(BaseModel):
     customer_id: str
     accesskey: AccesskeyCreated
+    next_steps: str = Field(description="What the new account can do before it has a password (it has none yet).")
+
+
+def _next_steps(email: str) -> str:
+    # A headless signup's account has no password, so /auth/login (and with it every ?token= example)
+    # cannot work for it yet: say so in the answer the signup reads, and what works instead.
+    return (f"This account has no password yet, so POST /auth/login does not work for it. Use accesskey.token now: "
+            f"?accesskey=<accesskey.token> wherever the quickstart writes ?token=<your-token>. To log in, set a "
+            f"password with the link in the welcome mail sent to {email}; then POST /auth/login gives a token.")
 
 
 LinkToken = Annotated[str, Field(min_length=64, max_length=64, pattern="^[0-9a-fA-F]{64}$")]
@@ -115,7 +128,8 @@ async def post_complete_signup(body: CompleteSignupIn, platform: PlatformDep) ->
         done = await signup.complete(platform.accounts, body.temp_token, body.code.strip())
     except AccountError as exc:
         raise _api_error(exc) from None
-    return CompleteSignupOut(customer_id=done.customer.id, accesskey=created_view(done.accesskey, done.token))
+    return CompleteSignupOut(customer_id=done.customer.id, accesskey=created_view(done.accesskey, done.token),
+                             next_steps=_next_steps(done.customer.email))
 
 
 @router.post("/logout", summary="Forget the login cookie (a JWT stays valid until it expires)")

@@ -153,7 +153,7 @@ async def create(body: CustomerCreate, platform: PlatformDep, _: SuperadminDep) 
             tx, Profile(email=email, **fields), admin_password_hash=password_hash, email_verified=True
         )
         if platform.settings.sandbox:
-            await assign_virtual_number(tx, customer.id)
+            await assign_virtual_number(tx, customer.id, detail="Virtual number given when the customer was created")
         await end_pending_signups(tx, email)
         _emit(tx, customer, "created")
     return CustomerOut.model_validate(customer)

@@ -135,7 +135,7 @@ async def check_rtp_ports(settings: Settings) -> list[Finding]:
 async def check_certificate(settings: Settings) -> list[Finding]:
     cert_path = settings.data_dir / "tls" / "cert.pem"
     if not cert_path.exists():
-        return [Finding("TLS certificate", "ok", "none yet: `voipbin start` makes a self-signed one")]
+        return [Finding("TLS certificate", "ok", "none yet: `./voipbin start` makes a self-signed one")]
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     except ValueError:
@@ -217,7 +217,7 @@ def _outward_address() -> str | None:
 
 async def check_smtp(settings: Settings) -> list[Finding]:
     if not settings.smtp_url:
-        return [Finding("mail", "ok", f"kept in {settings.mail_dir} (console Mailbox, `voipbin mail`)")]
+        return [Finding("mail", "ok", f"kept in {settings.mail_dir} (console Mailbox, `./voipbin mail`)")]
     parts = urlsplit(settings.smtp_url)
     port = parts.port or (465 if parts.scheme == "smtps" else 25)
     try:

@@ -10,8 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.panel import Panel
-from rich.table import Table
+from rich.markup import escape
 
 from voipbin import __version__
 from voipbin.accounts.bootstrap import DefaultCredentials, DemoExtension, SandboxFacts, sandbox_facts
@@ -25,6 +24,9 @@ from voipbin.server import endpoints, serve, tls_names
 
 app = typer.Typer(help="A self-hosted VoIPBIN-compatible voice platform.", no_args_is_help=True, add_completion=False)
 console = Console()
+err_console = Console(stderr=True)
+# How the README and every hint name this command: the launcher at the root of a clone.
+CLI = "./voipbin"
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Where the database, keys and mail live. [env VOIPBIN_DATA_DIR; default ./data]")]
 Host = Annotated[str | None, typer.Option("--host", help="Address to listen on; beyond loopback needs a chosen admin password. [env VOIPBIN_HOST; default 127.0.0.1]")]
@@ -92,9 +94,11 @@ def start(
         role=role,
         smtp_url=smtp_url,
     )
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Log lines and the spinner share one console, so each line prints above the spinner, not through it.
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=[_ConsoleHandler(err_console)])
 
-    status = console.status("Starting VoIPBIN: database, API, SIP and media…")
+    status = err_console.status("Starting VoIPBIN: database, API, SIP and media…")
     status.start()
 
     async def announce(platform: Platform) -> None:
@@ -114,37 +118,67 @@ def start(
     console.print("[yellow]stopped[/]")
 
 
+class _ConsoleHandler(logging.Handler):
+    """Writes log records through a rich console (whole lines, never wrapped)."""
+
+    def __init__(self, target: Console) -> None:
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.target.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except Exception:  # noqa: BLE001  # logging must never raise into the code that logs
+            self.handleError(record)
+
+
+def _print_long(text: str) -> None:
+    """Text holding values people copy (links, ids, commands): never wrapped or cut, at any width."""
+    console.print(text, soft_wrap=True, highlight=False)
+
+
 def _banner(settings: Settings, facts: SandboxFacts) -> None:
     where = endpoints(settings)
-    table = Table.grid(padding=(0, 2))
-    table.add_row("Console", f"{where.api}/console/")
-    table.add_row("API (HTTPS)", f"{where.api}   docs: {where.docs}")
-    table.add_row("API (HTTP, local tools)", where.http)
-    table.add_row("Events WebSocket", where.websocket)
-    table.add_row("SIP registrar", f"{where.sip}  domain: <customer-id>.registrar.{settings.domain}")
-    table.add_row("Admin login", f"{ADMIN_USERNAME} / {ADMIN_PASSWORD}" if facts.default_password else f"{ADMIN_USERNAME} / (your password)")
+    rows = [
+        ("Console", f"{where.api}/console/"),
+        ("API (HTTPS)", where.api),
+        ("API docs", where.docs),
+        ("API (HTTP, local tools)", where.http),
+        ("Events WebSocket", where.websocket),
+        ("SIP registrar", where.sip),
+        ("SIP domain", f"<customer-id>.registrar.{settings.domain}"),
+        ("Admin login", f"{ADMIN_USERNAME} / {ADMIN_PASSWORD}" if facts.default_password else f"{ADMIN_USERNAME} / (your password)"),
+    ]
     if settings.sandbox:
-        for demo in facts.demo_extensions:
-            table.add_row(f"Demo extension {demo.extension}", f"password {demo.password}")
-        table.add_row("  their SIP domain", settings.registrar_domain(facts.customer_id))
-        table.add_row("Demo number", facts.demo_number or "none")
-        table.add_row("Mailbox", f"{where.api}/console/#/mailbox  or  voipbin mail --data-dir {settings.data_dir}")
-    table.add_row("Data", str(settings.data_dir.resolve()))
-    console.print(Panel(table, title=f"VoIPBIN {__version__} is running", subtitle="Ctrl-C to stop"))
+        rows += [(f"Demo extension {demo.extension}", f"password {demo.password}") for demo in facts.demo_extensions]
+        rows += [
+            ("  their SIP domain", settings.registrar_domain(facts.customer_id)),
+            ("Demo number", facts.demo_number or "none"),
+            ("Mailbox", f"{where.api}/console/#/mailbox"),
+            ("  or", f"{CLI} mail --data-dir {settings.data_dir}"),
+        ]
+    rows.append(("Data", str(settings.data_dir.resolve())))
+    # Plain "label  value" lines, not a table or a panel: at any width each value stays whole on its line.
+    width = max(len(label) for label, _ in rows) + 2
+    console.print(f"[bold green]VoIPBIN {__version__} is running[/] (Ctrl-C to stop)", highlight=False)
+    for label, value in rows:
+        console.print(f"[dim]{label.ljust(width)}[/]", end="", highlight=False)
+        _print_long(value)
     if facts.default_password:
         console.print(
             f"[bold red]{ADMIN_USERNAME} has its published password.[/] Anyone who reaches this install can log in as "
             "the operator, so it listens on loopback only and calls no phone numbers until you change it "
-            "(restart with VOIPBIN_ADMIN_PASSWORD=<a strong password>). `voipbin doctor` explains.",
+            f"(restart with VOIPBIN_ADMIN_PASSWORD=<a strong password>). `{CLI} doctor` explains.",
             soft_wrap=True, highlight=False,
         )
     first = facts.demo_extensions[0] if facts.demo_extensions else DemoExtension("1000", "")
-    console.print(f"Register a softphone as {first.extension} / {first.password}, then place your first call:\n"
-                  f"{_first_call(where.api, facts.demo_number, facts.default_password)}", soft_wrap=True, highlight=False)
+    _print_long(f"Register a softphone as {first.extension} / {first.password}, then place your first call:\n"
+                f"{_first_call(where.api, facts.demo_number, facts.default_password)}")
     if not settings.public_address:
         console.print(
             "[dim]Phones on other machines need an address they can reach: "
-            "restart with --public-address <this host's IP>. `voipbin doctor` checks the setup.[/]"
+            f"restart with --public-address <this host's IP>. `{CLI} doctor` checks the setup.[/]",
+            soft_wrap=True, highlight=False,
         )
 
 
@@ -183,10 +217,12 @@ def doctor(
     with console.status("Checking…"):
         findings = asyncio.run(run_checks(settings, speech=speech))
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
-    table = Table("", "check", "result", "fix", box=None, pad_edge=False)
+    # One finding a line (its fix on the next), not a table: fixes hold commands and paths to copy.
     for finding in findings:
-        table.add_row(marks[finding.level], finding.check, finding.detail, finding.fix)
-    console.print(table)
+        console.print(f"{marks[finding.level]} [bold]{escape(finding.check)}[/]: {escape(finding.detail)}",
+                      soft_wrap=True, highlight=False)
+        if finding.fix:
+            console.print(f"    fix: {escape(finding.fix)}", soft_wrap=True, highlight=False)
     failures = sum(f.level == "fail" for f in findings)
     warnings = sum(f.level == "warn" for f in findings)
     console.print(f"{failures} problem(s), {warnings} warning(s)" if failures or warnings else "[green]All good.[/]")
@@ -205,13 +241,17 @@ def mail(
         found = next((m for m in mails if m.id == message_id or m.id.startswith(message_id)), None)
         if found is None:
             raise typer.BadParameter(f"no message {message_id} in {settings.mail_dir}")
-        console.print(f"From: {found.sender}\nTo: {found.to}\nSubject: {found.subject}\n\n{found.body}")
+        _print_long(f"From: {found.sender}\nTo: {found.to}\nSubject: {found.subject}\n\n{found.body}")
         return
-    table = Table("id", "date", "to", "subject")
+    if not mails:
+        _print_long(f"No mail in {settings.mail_dir}")
+        return
+    # No table: an id is longer than a table's share of 80 columns, and it is copied, so each mail
+    # gets its id on a line of its own and its date, address and subject on the next.
     for m in mails:
-        table.add_row(m.id, m.date.isoformat(timespec="seconds") if m.date else "", m.to, m.subject)
-    console.print(table if mails else f"No mail in {settings.mail_dir}")
-
+        _print_long(m.id)
+        _print_long(f"  {m.date.isoformat(timespec='seconds') if m.date else '-'}  {m.to}  {m.subject}")
+    console.print(f"[dim]`{CLI} mail <id>` shows one message (the start of its id will do).[/]", soft_wrap=True, highlight=False)
 
 if __name__ == "__main__":
     app()

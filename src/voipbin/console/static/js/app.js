@@ -5,6 +5,7 @@ import { config, loadConfig } from "./config.js";
 import { announce, h } from "./dom.js";
 import { live } from "./events.js";
 import { route, navigate, start } from "./router.js";
+import { loadSchema } from "./schema.js";
 import { session } from "./session.js";
 import * as accesskeys from "./pages/accesskeys.js";
 import * as account from "./pages/account.js";
@@ -112,6 +113,7 @@ function setupNavToggle() {
 async function boot() {
   try {
     await loadConfig();
+    await loadSchema(); // after the config: it says where the API is
   } catch (error) {
     document.getElementById("main").replaceChildren(h("h1", {}, "The console cannot start"), h("p", { role: "alert" }, error.message));
     return;

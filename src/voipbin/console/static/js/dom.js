@@ -1,5 +1,7 @@
 // Small DOM helpers. Text always goes in as text nodes: nothing from the API is parsed as HTML.
 
+import { labelOf, markRequired } from "./schema.js";
+
 let nextId = 0;
 
 /** h("a", {href: "#/", class: "x", onclick: fn}, "text", child) → element */
@@ -76,9 +78,22 @@ export class FormProblem extends Error {
   }
 }
 
-/** Wire a form: no reload, a busy state, and any thrown error shown in `box`. */
+/** The first required control left empty, as a FormProblem naming it; null when none is. */
+function missingField(form) {
+  const empty = [...form.elements].find((control) => control.required && !control.disabled
+    && (control.type === "checkbox" ? !control.checked : !control.value.trim()));
+  if (!empty) return null;
+  const label = labelOf(form, empty)?.textContent.trim() ?? empty.name;
+  return new FormProblem(empty.type === "checkbox" ? `Check "${label}" to continue.` : `${label} is required.`, empty.name);
+}
+
+/**
+ * Wire a form: no reload, a busy state, and any thrown error shown in `box`. A form with
+ * `data-api="METHOD /path"` gets its required fields from the API's schema, checked before sending.
+ */
 export function onSubmit(form, box, handler) {
   form.noValidate = true; // our messages, next to the form, instead of the browser's bubbles
+  if (form.dataset.api) markRequired(form);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearError(box);
@@ -86,6 +101,8 @@ export function onSubmit(form, box, handler) {
     buttons.forEach((button) => (button.disabled = true));
     form.setAttribute("aria-busy", "true");
     try {
+      const missing = missingField(form);
+      if (missing) throw missing;
       await handler(new FormData(form), event.submitter);
     } catch (error) {
       showError(box, error);

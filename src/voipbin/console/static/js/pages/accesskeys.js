@@ -10,11 +10,11 @@ export function render(ctx) {
   const created = h("div", { "aria-live": "polite" });
   const form = h(
     "form",
-    { class: "panel", "aria-labelledby": "new-key" },
+    { class: "panel", "aria-labelledby": "new-key", "data-api": "POST /v1.0/accesskeys" },
     h("h2", { id: "new-key" }, "Create an access key"),
     box,
-    field({ label: "Name", name: "name", required: true, placeholder: "CI deploys" }),
-    field({ label: "Detail (optional)", name: "detail" }),
+    field({ label: "Name", name: "name", placeholder: "CI deploys" }),
+    field({ label: "Detail", name: "detail" }),
     field({ label: "Lifetime in days", name: "days", type: "number", min: 1, max: 3650, value: 365 }),
     h("button", { type: "submit" }, "Create key"),
   );
@@ -53,7 +53,6 @@ export function render(ctx) {
 
   onSubmit(form, box, async (data) => {
     const name = data.get("name").trim();
-    if (!name) throw new FormProblem("Name the key after what uses it.", "name");
     const days = Number(data.get("days") || 365);
     if (!Number.isInteger(days) || days < 1 || days > 3650) throw new FormProblem("The lifetime is 1 to 3650 whole days.", "days");
     const key = await api.post("/v1.0/accesskeys", { name, detail: data.get("detail").trim(), expire: days * DAY_S });

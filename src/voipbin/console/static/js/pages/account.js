@@ -20,10 +20,10 @@ export function login(ctx) {
   const box = errorBox();
   const form = h(
     "form",
-    { class: "panel narrow", "aria-labelledby": "login-title" },
+    { class: "panel narrow", "aria-labelledby": "login-title", "data-api": "POST /auth/login" },
     box,
-    field({ label: "Email (username)", name: "username", autocomplete: "username", required: true }),
-    field({ label: "Password", name: "password", type: "password", autocomplete: "current-password", required: true }),
+    field({ label: "Email (username)", name: "username", autocomplete: "username" }),
+    field({ label: "Password", name: "password", type: "password", autocomplete: "current-password" }),
     h("button", { type: "submit" }, "Log in"),
   );
   ctx.main.append(
@@ -34,8 +34,6 @@ export function login(ctx) {
   );
   onSubmit(form, box, async (data) => {
     const username = data.get("username").trim();
-    if (!username) throw new FormProblem("Enter your email address.", "username");
-    if (!data.get("password")) throw new FormProblem("Enter your password.", "password");
     const result = await api.post("/auth/login", { username, password: data.get("password") });
     pendingSignup.clear(); // logged in: the mailbox now reads by the session
     session.save(result.username, result.token);
@@ -48,12 +46,12 @@ export function signup(ctx) {
   const box = errorBox();
   const form = h(
     "form",
-    { class: "panel narrow", "aria-labelledby": "signup-title" },
+    { class: "panel narrow", "aria-labelledby": "signup-title", "data-api": "POST /auth/signup" },
     box,
-    field({ label: "Email", name: "email", type: "email", autocomplete: "email", required: true,
+    field({ label: "Email", name: "email", type: "email", autocomplete: "email",
             hint: "We send a link to this address to verify it." }),
-    field({ label: "Name (optional)", name: "name", autocomplete: "name" }),
-    checkbox({ label: "I accept the terms of service", name: "accepted_tos", required: true }),
+    field({ label: "Name", name: "name", autocomplete: "name" }),
+    checkbox({ label: "I accept the terms of service", name: "accepted_tos" }),
     h("button", { type: "submit" }, "Sign up"),
   );
   ctx.main.append(h("h1", { id: "signup-title" }, "Create an account"), form,
@@ -61,7 +59,6 @@ export function signup(ctx) {
   onSubmit(form, box, async (data) => {
     const email = data.get("email").trim();
     if (!EMAIL.test(email)) throw new FormProblem("Enter a valid email address, like name@example.com.", "email");
-    if (!data.get("accepted_tos")) throw new FormProblem("Accept the terms of service to continue.", "accepted_tos");
     const { temp_token } = await api.post("/auth/signup", { email, name: data.get("name").trim(), accepted_tos: true });
     // Empty for an address the server will not sign up (it does not say why, by design).
     pendingSignup.clear();
@@ -78,7 +75,7 @@ function codeForm(ctx, tempToken) {
   const box = errorBox();
   const form = h(
     "form",
-    { class: "panel narrow" },
+    { class: "panel narrow", "data-api": "POST /auth/complete-signup", "data-api-given": "temp_token" },
     h("h2", {}, "Or enter the code"),
     box,
     field({ label: "6-digit code", name: "code", inputmode: "numeric", autocomplete: "one-time-code", maxlength: 6 }),
@@ -146,9 +143,9 @@ export function passwordReset(ctx) {
   const box = errorBox();
   const form = h(
     "form",
-    { class: "panel narrow", "aria-labelledby": "password-title" },
+    { class: "panel narrow", "aria-labelledby": "password-title", "data-api": "POST /auth/password-reset", "data-api-given": "token" },
     box,
-    field({ label: "New password", name: "password", type: "password", autocomplete: "new-password", required: true,
+    field({ label: "New password", name: "password", type: "password", autocomplete: "new-password",
             hint: "At least 8 characters; common passwords are refused." }),
     field({ label: "Repeat the password", name: "confirm", type: "password", autocomplete: "new-password", required: true }),
     h("button", { type: "submit" }, "Set password"),
@@ -156,7 +153,6 @@ export function passwordReset(ctx) {
   ctx.main.append(h("h1", { id: "password-title" }, "Set your password"), form);
   onSubmit(form, box, async (data) => {
     const password = data.get("password");
-    if (!password) throw new FormProblem("Enter a password.", "password");
     if (password !== data.get("confirm")) throw new FormProblem("The two passwords differ.", "confirm");
     await api.post("/auth/password-reset", { token, password });
     ctx.main.replaceChildren(h("h1", { tabindex: -1 }, "Your password is set"),
@@ -169,9 +165,9 @@ export function forgot(ctx) {
   const box = errorBox();
   const form = h(
     "form",
-    { class: "panel narrow", "aria-labelledby": "forgot-title" },
+    { class: "panel narrow", "aria-labelledby": "forgot-title", "data-api": "POST /auth/password-forgot" },
     box,
-    field({ label: "Email (username)", name: "username", type: "email", autocomplete: "username", required: true }),
+    field({ label: "Email (username)", name: "username", type: "email", autocomplete: "username" }),
     h("button", { type: "submit" }, "Send me a link"),
   );
   ctx.main.append(h("h1", { id: "forgot-title" }, "Forgot your password?"),

@@ -31,7 +31,7 @@ function keepFresh(ctx, load) {
 
 export function list(ctx) {
   const box = errorBox();
-  const password = field({ label: "SIP password", name: "password", autocomplete: "new-password", required: true,
+  const password = field({ label: "SIP password", name: "password", autocomplete: "new-password",
                            hint: "4 or more printable characters, no spaces." });
   const generate = h("button", { type: "button", class: "secondary small" }, "Generate a password");
   generate.addEventListener("click", () => {
@@ -39,15 +39,15 @@ export function list(ctx) {
   });
   const form = h(
     "form",
-    { class: "panel", "aria-labelledby": "add-extension" },
+    { class: "panel", "aria-labelledby": "add-extension", "data-api": "POST /v1.0/extensions" },
     h("h2", { id: "add-extension" }, "Add an extension"),
     box,
-    field({ label: "Extension", name: "extension", required: true, placeholder: "1001",
+    field({ label: "Extension", name: "extension", placeholder: "1001",
             hint: "The SIP username: letters, digits, dot, dash, underscore." }),
-    field({ label: "Name", name: "name", required: true, placeholder: "Front desk" }),
+    field({ label: "Name", name: "name", placeholder: "Front desk" }),
     password,
     h("p", {}, generate),
-    field({ label: "Detail (optional)", name: "detail" }),
+    field({ label: "Detail", name: "detail", placeholder: "Softphone on the front desk PC" }),
     h("button", { type: "submit" }, "Create extension"),
   );
   const listing = h("div", {}, h("p", { class: "loading" }, "Loading…"));
@@ -90,7 +90,6 @@ export function list(ctx) {
   onSubmit(form, box, async (data) => {
     const extension = data.get("extension").trim();
     if (!SIP_USER.test(extension)) throw new FormProblem("The extension must start with a letter or digit and use only letters, digits, '.', '-' or '_'.", "extension");
-    if (!data.get("name").trim()) throw new FormProblem("Give the extension a name.", "name");
     const created = await api.post("/v1.0/extensions", {
       extension, name: data.get("name").trim(), password: data.get("password"), detail: data.get("detail").trim(),
     });
@@ -145,18 +144,18 @@ export async function detail(ctx) {
   let settings = sipSettings(ext);
 
   const box = errorBox();
-  const form = h("form", { class: "panel", "aria-labelledby": "edit-extension" },
+  const form = h("form", { class: "panel", "aria-labelledby": "edit-extension", "data-api": "PUT /v1.0/extensions/{extension_id}" },
     h("h2", { id: "edit-extension" }, "Edit"),
     box,
-    field({ label: "Name", name: "name", value: ext.name, required: true }),
+    field({ label: "Name", name: "name", value: ext.name, hint: "Leave empty to keep the current one." }),
     field({ label: "Detail", name: "detail", value: ext.detail }),
     field({ label: "New SIP password", name: "password", type: "password", autocomplete: "new-password",
             hint: "Leave empty to keep the current one." }),
     h("div", { class: "actions-bar" }, h("button", { type: "submit" }, "Save"),
       h("button", { type: "button", class: "danger", onclick: remove }, "Delete extension")));
   onSubmit(form, box, async (data) => {
-    if (!data.get("name").trim()) throw new FormProblem("The name cannot be empty.", "name");
-    const changes = { name: data.get("name").trim(), detail: data.get("detail") };
+    const changes = { detail: data.get("detail") };
+    if (data.get("name").trim()) changes.name = data.get("name").trim();
     if (data.get("password")) changes.password = data.get("password");
     ext = await api.put(`/v1.0/extensions/${ext.id}`, changes);
     form.elements.namedItem("password").value = "";

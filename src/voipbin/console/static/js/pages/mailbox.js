@@ -13,7 +13,7 @@ function credential() {
   return accesskey ? { accesskey } : temp_token ? { temp_token } : null;
 }
 
-const NO_READER = "The mailbox shows your own mail: sign up in this tab, or log in, to see it. The operator reads all of it with `voipbin mail`.";
+const NO_READER = "The mailbox shows your own mail: sign up in this tab, or log in, to see it. The operator reads all of it with `./voipbin mail`.";
 
 function off(error) {
   return error.reason === "MAILBOX_OFF"

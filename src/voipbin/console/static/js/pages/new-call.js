@@ -159,11 +159,11 @@ export async function render(ctx) {
   const editor = actionEditor(FIRST_ACTIONS);
   const form = h(
     "form",
-    { "aria-labelledby": "call-setup" },
+    { "aria-labelledby": "call-setup", "data-api": "POST /v1.0/calls" },
     h("section", { class: "panel" },
       h("h2", { id: "call-setup" }, "Who calls whom"),
       field({ label: "From (your number)", name: "source", options: numbers.result.map((n) => [n.number, n.name ? `${n.number} (${n.name})` : n.number]) }),
-      field({ label: "To (extension)", name: "destination", hint: "Every phone registered to it rings.",
+      field({ label: "To (extension)", name: "destinations", hint: "Every phone registered to it rings.",
               options: extensions.result.map((e) => [e.extension, `${e.extension} — ${e.name}${e.registered ? " (registered)" : " (no phone registered)"}`]) })),
     h("section", { class: "panel", "aria-labelledby": "call-actions" },
       h("h2", { id: "call-actions" }, "What the call does once answered"), editor.element),
@@ -176,7 +176,7 @@ export async function render(ctx) {
     if (!actions.length) throw new FormProblem("Add at least one action.");
     const placed = await api.post("/v1.0/calls", {
       source: { type: "tel", target: data.get("source") },
-      destinations: [{ type: "extension", target: data.get("destination") }],
+      destinations: [{ type: "extension", target: data.get("destinations") }],
       actions,
     });
     const callId = placed.calls[0]?.id ?? placed.groupcalls[0]?.call_ids[0];

@@ -11,13 +11,13 @@ export function render(ctx) {
   const box = errorBox();
   const form = h(
     "form",
-    { class: "panel", "aria-labelledby": "acquire-number" },
+    { class: "panel", "aria-labelledby": "acquire-number", "data-api": "POST /v1.0/numbers" },
     h("h2", { id: "acquire-number" }, "Acquire a number"),
     box,
-    field({ label: "Number", name: "number", required: true, placeholder: "+15551234567", inputmode: "tel",
+    field({ label: "Number", name: "number", placeholder: "+15551234567", inputmode: "tel",
             hint: config.sandbox ? "E.164, starting with +. Virtual numbers start with +899." : "E.164, starting with +." }),
     field({ label: "Type", name: "type", options: [["normal", "Normal"], ["virtual", "Virtual (+899…)"]] }),
-    field({ label: "Name (optional)", name: "name" }),
+    field({ label: "Name", name: "name" }),
     h("button", { type: "submit" }, "Acquire"),
   );
   const listing = h("div", {}, h("p", { class: "loading" }, "Loading…"));

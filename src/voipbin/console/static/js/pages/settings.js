@@ -24,7 +24,7 @@ export async function render(ctx) {
             hint: "http:// or https://; leave empty to stop webhooks." }),
     field({ label: "Webhook method", name: "webhook_method", options: METHODS, value: customer.webhook_method }),
     h("button", { type: "submit" }, "Save"));
-  const form = h("form", { class: "panel", "aria-labelledby": "webhook" }, h("h2", { id: "webhook" }, "Webhook"), box, fields);
+  const form = h("form", { class: "panel", "aria-labelledby": "webhook", "data-api": "PUT /v1.0/customer" }, h("h2", { id: "webhook" }, "Webhook"), box, fields);
   onSubmit(form, box, async (data) => {
     const uri = data.get("webhook_uri").trim();
     if (uri && !/^https?:\/\/[^\s/]+/.test(uri)) throw new FormProblem("The webhook URI must start with http:// or https://.", "webhook_uri");
