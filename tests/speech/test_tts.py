@@ -121,17 +121,14 @@ async def test_provider_and_language_pick_the_engine() -> None:
     assert piper.worker.starts == 0
 
 
-async def test_cloud_provider_without_key_is_a_clear_error() -> None:
-    service = TtsService(espeak=EspeakTts(), environ={})
-    with pytest.raises(TtsConfigError) as error:
-        await service.synthesize("Hello.", provider="elevenlabs")
-    assert str(error.value) == (
-        "provider 'elevenlabs' needs VOIPBIN_ELEVENLABS_API_KEY; "
-        "omit provider to use the built-in offline voice"
-    )
-    for provider, setting in (("gcp", "VOIPBIN_GCP_CREDENTIALS"), ("aws", "VOIPBIN_AWS_ACCESS_KEY_ID")):
-        with pytest.raises(TtsConfigError, match=setting):
-            await service.synthesize("Hello.", provider=provider)
+async def test_a_cloud_provider_without_its_key_speaks_with_the_offline_voice() -> None:
+    """The quickstart's speaking asks for "elevenlabs" verbatim; a fresh install must still speak."""
+    espeak = EspeakTts()
+    service = TtsService(espeak=espeak, environ={})
+
+    for provider in ("elevenlabs", "ElevenLabs", "gcp", "aws"):
+        assert service.engine_for(provider) is espeak
+    assert await service.synthesize("Hello.", provider="elevenlabs")
     keyed = TtsService(environ={"VOIPBIN_ELEVENLABS_API_KEY": "k"})
     with pytest.raises(TtsConfigError, match="not built into this offline server"):
         await keyed.synthesize("Hello.", provider="ElevenLabs")

@@ -150,13 +150,15 @@ async def test_realtime_voice_interaction(
         await until(lambda: word_error_rate(CALLER_SAYS, transcripts(printed, "in")) < 0.3, timeout=60)
         await until(lambda: word_error_rate(GREETING, transcripts(printed, "out")) < 0.35, timeout=60)
 
-        speaking = await client.post(
-            "/v1.0/speakings", params=alice.auth,
-            json={"reference_type": "call", "reference_id": call_id, "language": "en-US", "direction": "out"},
-        )
+        # The quickstart's body verbatim: no ElevenLabs key here, so the offline voice speaks it.
+        speaking = await client.post("/v1.0/speakings", params=alice.auth, json={
+            "reference_type": "call", "reference_id": call_id, "language": "en-US", "provider": "elevenlabs",
+            "direction": "out",
+        })
         assert speaking.status_code == 201, speaking.text
         speaking_id = speaking.json()["id"]
         assert speaking.json()["status"] in ("initiating", "active")
+        assert speaking.json()["provider"] in ("piper", "espeak")  # which engine speaks
         said = await client.post(f"/v1.0/speakings/{speaking_id}/say", params=alice.auth, json={"text": SAY})
         assert said.status_code == 200 and said.json()["status"] == "active"
         # (The greeting says "real-time" too, so wait for the end of what was said.)

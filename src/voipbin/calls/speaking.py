@@ -51,7 +51,11 @@ class SpeakingSession:
     async def start(self) -> None:
         """Create it (status initiating), check the engine, then go active."""
         tts = self.ctx.tts
-        tts.engine_for(self.row.provider, self.row.language or "en-US")  # TtsError before anything exists
+        engine = tts.engine_for(self.row.provider, self.row.language or "en-US")  # TtsError before anything exists
+        if self.row.provider and engine.name != self.row.provider.strip().lower():
+            log.info("speaking on call %s: provider %r is not available here; %s speaks",
+                     self.live.id, self.row.provider, engine.name)
+        self.row.provider = engine.name  # which engine speaks, as the speaking's view shows
         store = self.ctx.store
         await records.add(store, self.row, "speaking_created")
         self._worker = asyncio.create_task(self._speak())
