@@ -131,6 +131,9 @@ class WebhookDispatcher:
         # Lanes that failed (the database went away) or were stopped with rows still 'sending':
         # the outcomes of those sent are recorded, and the others go back in the queue.
         self._unsettled: list[_Lane] = []
+        # A claim runs apart from the dispatch loop: a stop that cancels the loop while a claim commits
+        # (the commit goes on in the database) must still learn which rows it took, to give them back.
+        self._claim: asyncio.Future[dict[str, list[WebhookDelivery]]] | None = None
 
     async def start(self) -> None:
         self._client = egress_client(self._egress, timeout=self._policy.timeout_s)
@@ -145,6 +148,7 @@ class WebhookDispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         # What the stopped lanes held goes back to the queue now, not when its lease runs out.
         self._unsettled.extend(lane for lane in lanes if lane.unsettled or lane.outcomes)
+        self._unsettled.extend(_Lane(customer_id, rows) for customer_id, rows in (await self._orphaned_claim()).items())
         try:
             await asyncio.wait_for(self._settle(), STOP_SETTLE_S)
         except Exception:  # noqa: BLE001 - the database away: the leases bring them back later
@@ -191,7 +195,9 @@ class WebhookDispatcher:
         room = self.MAX_LANES - len(self._lanes)
         if room <= 0:
             return False
-        claimed = await self._claim_due(room)
+        self._claim = asyncio.ensure_future(self._claim_due(room))
+        claimed = await asyncio.shield(self._claim)
+        self._claim = None
         for customer_id, rows in claimed.items():
             lane = self._lanes[customer_id] = _Lane(customer_id, rows)
             lane.task = asyncio.create_task(self._run_lane(lane), name=f"webhooks-{customer_id}")
@@ -226,6 +232,16 @@ class WebhookDispatcher:
                         .values(status=PENDING, next_attempt_at=self._clock.read())
                     )
             self._unsettled.pop(0)
+
+    async def _orphaned_claim(self) -> dict[str, list[WebhookDelivery]]:
+        """Rows of a claim that the stopped loop did not live to hand to a lane."""
+        claim, self._claim = self._claim, None
+        if claim is None:
+            return {}
+        try:
+            return await asyncio.wait_for(claim, STOP_SETTLE_S)
+        except Exception:  # noqa: BLE001 - it failed or took too long: nothing was claimed, or the leases bring it back
+            return {}
 
     async def _claim_due(self, customers: int) -> dict[str, list[WebhookDelivery]]:
         """Due rows of up to ``customers`` customers without a lane, oldest first, ``LANE_BATCH`` each."""

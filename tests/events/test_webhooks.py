@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from tests.conftest import Tenant, make_settings, new_tenant
@@ -20,7 +21,7 @@ from tests.live import free_port
 from voipbin.api.app import create_app
 from voipbin.runtime import Platform
 from voipbin.store.models import WebhookDelivery
-from voipbin.webhooks import verify
+from voipbin.webhooks import WebhookDispatcher, verify
 
 
 @dataclass
@@ -143,6 +144,35 @@ async def test_a_receiver_that_was_down_gets_everything_once_even_across_a_resta
     assert sorted(delivered.values()) == sorted(before + after)
     assert len(delivered) == len(receiver.received) - 1  # plus the customer_updated that set the hook
     assert max(attempts) > 1  # they were retried, not first delivered now
+
+
+async def test_a_stop_while_deliveries_are_being_claimed_gives_them_back(
+    tmp_path: Path, backend_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim's commit is still going on in the database when the stop cancels the loop: the rows it
+    took go back to the queue at once, not after their lease (minutes) runs out."""
+    receiver = Receiver(free_port())
+    claimed = asyncio.Event()
+    claim_due = WebhookDispatcher._claim_due
+
+    async def slow_claim(self: WebhookDispatcher, customers: int) -> dict[str, list[WebhookDelivery]]:
+        rows = await claim_due(self, customers)
+        if rows:
+            claimed.set()
+            await asyncio.sleep(0.5)  # the stop lands here
+        return rows
+
+    monkeypatch.setattr(WebhookDispatcher, "_claim_due", slow_claim)
+    async with running(tmp_path / "data", backend_settings) as (_platform, client):
+        admin_token = (await client.post("/auth/login", json={"username": "admin@localhost", "password": "admin@localhost"})).json()["token"]
+        alice = await new_tenant(client, Tenant("", "", admin_token, ""), "claimed@example.com")
+        await client.put("/v1.0/customer", params=alice.auth, json={"webhook_uri": receiver.url})
+        await asyncio.wait_for(claimed.wait(), 10)
+
+    monkeypatch.setattr(WebhookDispatcher, "_claim_due", claim_due)
+    with receiving(receiver):
+        async with running(tmp_path / "data", backend_settings):
+            await until(lambda: any(r.event["type"] == "customer_updated" for r in receiver.received), timeout=10)
 
 
 async def test_4xx_is_final(tmp_path: Path, backend_settings: dict[str, str]) -> None:
