@@ -81,6 +81,8 @@ class Settings:
     max_calls_per_chain: int = 10
     # "whisper" (falls back to pocketsphinx if it cannot load) or "pocketsphinx".
     stt_engine: str = "whisper"
+    # Recogniser worker processes; 0: one per core the platform may use.
+    stt_workers: int = 0
     sandbox: bool = True
     # The operator's password at first start (and in place of the published default later).
     admin_password: str = field(default="", repr=False)

@@ -57,7 +57,11 @@ class Platform:
             ),
         )
         self.sip = SipService(settings, self.store)
-        self.speech = SpeechService(cache_dir=settings.data_dir / "tts-cache", stt_engine=settings.stt_engine)
+        self.speech = SpeechService(
+            cache_dir=settings.data_dir / "tts-cache",
+            stt_engine=settings.stt_engine,
+            stt_processes=settings.stt_workers or None,
+        )
         self.nodes = NodeRegistry(self.store, self.clock, self._end_calls_of, lambda: len(self.calls.live),
                                   role=settings.role, api_url=settings.node_url)
         self.files = Files(settings.data_dir)

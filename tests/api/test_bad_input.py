@@ -87,3 +87,38 @@ async def test_nul_characters_are_refused_with_a_clear_400(client: httpx.AsyncCl
     for response in (in_body, in_nested, in_query):
         assert response.status_code == 400, response.text
         assert "NUL" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("language", ["ko-KR", "ja-JP"])
+async def test_a_transcription_no_recogniser_understands_is_refused_up_front(
+    client: httpx.AsyncClient, alice: Tenant, language: str
+) -> None:
+    """The seed names ko-KR and ja-JP; no shipped engine transcribes them (docs/speech.md), so: a 400 saying so."""
+    actions = [{"type": "transcribe_start", "option": {"language": language}}, {"type": "sleep", "option": {"duration": 1000}}]
+    source = (await client.get("/v1.0/numbers", params=alice.auth)).json()["result"][0]["number"]
+    call = {"source": {"type": "tel", "target": source}, "destinations": [{"type": "tel", "target": "+15550100"}],
+            "actions": actions}
+    for response in (
+        await client.post("/v1.0/calls", params=alice.auth, json=call),
+        await client.post("/v1.0/flows", params=alice.auth, json={"name": "n", "detail": "d", "actions": actions}),
+    ):
+        error = assert_envelope(response, 400)
+        assert error["reason"] == "UNSUPPORTED_LANGUAGE"
+        assert language in error["message"] and "en-US" in error["message"] and "Deepgram" in error["message"]
+    for fine in ("en-GB", "${voipbin.call.language}"):
+        actions[0]["option"]["language"] = fine
+        created = await client.post("/v1.0/flows", params=alice.auth, json={"name": "n", "detail": "d", "actions": actions})
+        assert created.status_code == 200, created.text
+
+
+async def test_with_deepgram_other_languages_are_accepted(
+    client: httpx.AsyncClient, alice: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOIPBIN_DEEPGRAM_API_KEY", "dg-test-key")
+    option = {"language": "ko-KR", "provider": "deepgram"}
+    actions = [{"type": "transcribe_start", "option": option}]
+    created = await client.post("/v1.0/flows", params=alice.auth, json={"name": "n", "detail": "d", "actions": actions})
+    assert created.status_code == 200, created.text
+    option["provider"] = ""  # without the provider, the offline recognisers would get it
+    refused = await client.post("/v1.0/flows", params=alice.auth, json={"name": "n", "detail": "d", "actions": actions})
+    assert assert_envelope(refused, 400)["reason"] == "UNSUPPORTED_LANGUAGE"

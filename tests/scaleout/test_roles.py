@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -34,10 +34,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pla
         yield api_url, media, changes["database_url"]
 
 
-def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition, timeout: float = 20.0, why: Callable[[], str] = lambda: "") -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out\n{why()}"
         time.sleep(0.1)
 
 
@@ -54,7 +54,8 @@ def test_calls_through_the_api_node_run_on_the_media_node(cluster: tuple[str, Pl
                           domain=f"{customer['id']}.registrar.voipbin.test", sip_port=media.sip.stack.port,
                           microphone=tone(tmp_path / "mic.wav", 600.0, seconds=60))
     try:
-        wait_for(lambda: api.get("/v1.0/extensions", params=auth).json()["result"][0]["registered"], timeout=30)
+        wait_for(lambda: api.get("/v1.0/extensions", params=auth).json()["result"][0]["registered"], timeout=30,
+                 why=lambda: f"media node's bindings: {list(media.sip.location.all())}\nphone:\n{phone.log[-3000:]}")
         source = api.get("/v1.0/numbers", params=auth).json()["result"][0]["number"]
         placed = api.post("/v1.0/calls", params=auth, json={
             "source": {"type": "tel", "target": source},

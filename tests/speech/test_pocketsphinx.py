@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from tests.speech.audio import RATE, process_exists, word_error_rate
 from voipbin.config import from_env
 from voipbin.media.g711 import decode_ulaw, encode_ulaw
-from voipbin.speech import PiperTts, SpeechService, SttError, SttWorkerPool, Transcriber
+from voipbin.speech import PiperTts, SpeechService, SttError, SttWorkerPool, Transcriber, Utterance
 
 SENTENCES = [
     "please connect me to the billing department",
@@ -29,12 +30,12 @@ def phone_line(pcm: bytes) -> bytes:
 
 async def transcribe(pool: SttWorkerPool, pcm: bytes) -> str:
     """What the recogniser makes of ``pcm``, fed as a call feeds it: 20 ms frames, then silence."""
-    transcriber = Transcriber(pool)
+    transcriber = Transcriber(pool, max_pending=10_000)  # fed faster than real time: shed nothing
     audio = pcm + bytes(RATE * 2)
     for offset in range(0, len(audio), 320):
         transcriber.feed(audio[offset : offset + 320])
     transcriber.close()
-    return " ".join([utterance.text async for utterance in transcriber.results()])
+    return " ".join([u.text async for u in transcriber.results() if isinstance(u, Utterance) and u.final])
 
 
 def test_the_engine_comes_from_the_settings() -> None:
@@ -43,6 +44,12 @@ def test_the_engine_comes_from_the_settings() -> None:
     assert from_env({}).stt_engine == "whisper"
     with pytest.raises(SttError, match="unknown STT engine 'kaldi'"):
         SpeechService(stt_engine="kaldi")
+    assert from_env({}).stt_workers == 0  # one per core
+    workers = from_env({"VOIPBIN_STT_WORKERS": "3"}).stt_workers
+    assert SpeechService(stt_processes=workers).stt.processes == 3
+    assert SpeechService().stt.processes == len(os.sched_getaffinity(0))
+    with pytest.raises(SttError, match="at least one worker"):
+        SpeechService(stt_processes=-1)
 
 
 @pytest.mark.slow
@@ -70,7 +77,7 @@ async def test_pocketsphinx_understands_piper_through_g711(piper: PiperTts) -> N
 async def test_whisper_that_cannot_load_falls_back_to_pocketsphinx(
     piper: PiperTts, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pool = SttWorkerPool(model=tmp_path / "no-such-model")
+    pool = SttWorkerPool(1, model=tmp_path / "no-such-model")
     assert pool.engine == "whisper"
     try:
         with caplog.at_level(logging.WARNING, logger="voipbin.speech.stt"):
@@ -85,7 +92,7 @@ async def test_whisper_that_cannot_load_falls_back_to_pocketsphinx(
 
 
 async def test_stopping_during_a_failing_start_leaves_no_worker(tmp_path: Path) -> None:
-    pool = SttWorkerPool(model=tmp_path / "no-such-model")
+    pool = SttWorkerPool(1, model=tmp_path / "no-such-model")
     pool.warm()
     while not pool.pids:  # the Whisper worker is spawned and loading
         await asyncio.sleep(0.01)

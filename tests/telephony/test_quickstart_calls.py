@@ -15,6 +15,7 @@ from tests.conftest import Tenant
 from tests.peers.baresip import Baresip
 from tests.telephony.conftest import until
 from voipbin.runtime import Platform
+from voipbin.speech.stt import Utterance
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,12 +36,13 @@ def first_call_request(source: str) -> dict[str, object]:
 
 async def transcribe(platform: Platform, pcm: np.ndarray) -> str:
     """Our own recogniser over 8 kHz audio, fed in 20 ms frames as a call would feed it."""
-    transcriber = platform.speech.transcriber(language="en-US")
+    # Fed faster than real time, every utterance is "behind" at once: let none be shed.
+    transcriber = platform.speech.transcriber(language="en-US", max_pending=10_000)
     data = np.concatenate([pcm, np.zeros(8000)]).astype("<i2").tobytes()
     for offset in range(0, len(data), 320):
         transcriber.feed(data[offset : offset + 320])
     transcriber.close()
-    return " ".join([u.text async for u in transcriber.results()])
+    return " ".join([u.text async for u in transcriber.results() if isinstance(u, Utterance) and u.final])
 
 
 def words(text: str) -> list[str]:

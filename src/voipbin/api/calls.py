@@ -15,6 +15,8 @@ from voipbin.calls.service import RecordingOptions
 from voipbin.core.ids import is_uuid
 from voipbin.flows.actions import Action, FlowError, parse_actions
 from voipbin.runtime import Platform
+from voipbin.speech.service import SpeechService
+from voipbin.speech.stt import SttError
 from voipbin.store.models import Call, Groupcall
 from voipbin.views import AddressModel, CallOut, GroupcallOut, Page, Strict, announce
 
@@ -46,17 +48,29 @@ class CallsCreated(BaseModel):
     groupcalls: list[GroupcallOut]
 
 
-def parsed_actions(raw: list[dict[str, Any]]) -> tuple[Action, ...]:
-    """The actions as the flow engine will run them (ids filled in); 400 naming what is wrong."""
+def parsed_actions(raw: list[dict[str, Any]], speech: SpeechService) -> tuple[Action, ...]:
+    """The actions as the flow engine will run them (ids filled in); 400 naming what is wrong.
+
+    A transcription in a language no recogniser here understands is refused now, not
+    silently skipped when the call reaches it.
+    """
     try:
-        return parse_actions(raw)
+        actions = parse_actions(raw)
     except FlowError as error:
         raise bad_request(error.message, "INVALID_ACTION") from None
+    for action in actions:
+        language = str(action.value("language")) if action.type == "transcribe_start" else ""
+        if language and "${" not in language:
+            try:
+                speech.check_transcription(language, str(action.value("provider")))
+            except SttError as error:
+                raise bad_request(str(error), "UNSUPPORTED_LANGUAGE") from None
+    return actions
 
 
-def checked_actions(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def checked_actions(raw: list[dict[str, Any]], speech: SpeechService) -> list[dict[str, Any]]:
     """The actions as a flow stores them: parsed, ids filled in."""
-    return [action.to_dict() for action in parsed_actions(raw)]
+    return [action.to_dict() for action in parsed_actions(raw, speech)]
 
 
 @router.post("/calls", response_model=CallsCreated, summary="Place calls; an extension destination makes a groupcall")
@@ -67,7 +81,7 @@ async def create(body: CallIn, platform: PlatformDep, who: StaffDep, request: Re
         raise bad_request("Give the call something to do: 'actions' or a 'flow_id'.", "MISSING_REQUEST_PARAMETER")
     if body.flow_id and not is_uuid(body.flow_id):
         raise bad_request("flow_id must be a flow's id (UUID).")
-    actions = parsed_actions(body.actions) if not body.flow_id else ()
+    actions = parsed_actions(body.actions, platform.speech) if not body.flow_id else ()
     placed = await platform.calls.place(
         who.customer_id, body.source.model_dump(), [d.model_dump() for d in body.destinations], actions, body.flow_id
     )

@@ -36,7 +36,7 @@ class FlowUpdate(Strict):
 
 @router.post("/flows", response_model=FlowOut)
 async def create(body: FlowIn, platform: PlatformDep, who: StaffDep) -> FlowOut:
-    actions = checked_actions(body.actions)
+    actions = checked_actions(body.actions, platform.speech)
     async with platform.store.transaction() as tx:
         flow = Flow(
             id=new_id(),
@@ -67,7 +67,7 @@ async def get_flow(flow_id: str, platform: PlatformDep, who: StaffDep) -> FlowOu
 @router.put("/flows/{flow_id}", response_model=FlowOut)
 async def update(flow_id: str, body: FlowUpdate, platform: PlatformDep, who: StaffDep) -> FlowOut:
     if body.actions is not None:
-        body = body.model_copy(update={"actions": checked_actions(body.actions)})
+        body = body.model_copy(update={"actions": checked_actions(body.actions, platform.speech)})
     async with platform.store.transaction() as tx:
         flow = await get_owned(tx.session, Flow, flow_id, who.customer_id, "flow")
         apply_update(flow, body, tx)

@@ -51,7 +51,7 @@ from voipbin.sip.session_timer import (
     min_se,
     offer_headers,
 )
-from voipbin.sip.transactions import cancel_request, new_branch
+from voipbin.sip.transactions import T1, T2, cancel_request, new_branch
 
 __all__ = [
     "ALLOW",
@@ -68,8 +68,6 @@ __all__ = [
     "reason_for_status",
 ]
 
-T1 = 0.5
-T2 = 4.0
 RING_TIMEOUT_S = 60.0
 REFRESH_RETRY_S = 5.0
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
@@ -115,6 +113,35 @@ class Local:
         a phone registered over TCP only would send its BYE (and any in-dialog request) over UDP."""
         uri = f"sip:voipbin@{self.host}:{self.port}"
         return f"{uri};transport=tcp" if peer is not None and peer[0] == "tcp" else uri
+
+    def request(
+        self,
+        method: str,
+        uri: str,
+        to: str,
+        peer: Peer,
+        sender: Address,
+        *,
+        max_forwards: int = 70,
+        extra: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> Request:
+        """A request of ours outside any dialog (an INVITE, a keepalive OPTIONS): a fresh From tag,
+        Call-ID and CSeq; ``extra`` headers follow the ones every such request carries."""
+        headers = Headers(
+            [
+                ("Via", self.via(peer)),
+                ("Max-Forwards", str(max_forwards)),
+                ("From", str(Address(sender.uri, sender.display_name, {"tag": new_tag()}))),
+                ("To", f"<{to}>"),
+                ("Call-ID", new_call_id(self.host)),
+                ("CSeq", f"1 {method}"),
+                ("Contact", f"<{self.contact(peer)}>"),
+                ("Allow", ALLOW),
+                *extra,
+            ]
+        )
+        return Request(method, uri, headers, body)
 
 
 # --- actions ------------------------------------------------------------------------------------
@@ -312,39 +339,15 @@ class CallLeg:
         self._auth = auth
         self._ring_until = now + ring_timeout
         out: list[Action] = []
+        extra = [("User-Agent", "voipbin"), *offer_headers(self.policy), *headers, ("Content-Type", "application/sdp")]
         for contact, peer in targets:
-            invite = self._new_invite(contact, peer, caller, callee_uri, max_forwards, headers)
+            invite = self.local.request(
+                "INVITE", contact, callee_uri, peer, caller, max_forwards=max_forwards, extra=extra, body=self.local_sdp
+            )
             fork = _Fork(invite, peer)
             self._forks[fork.branch] = fork
             out.append(Transact(invite, peer))
         return out
-
-    def _new_invite(
-        self,
-        contact: str,
-        peer: Peer,
-        caller: Address,
-        callee_uri: str,
-        max_forwards: int,
-        extra: Sequence[tuple[str, str]],
-    ) -> Request:
-        headers = Headers(
-            [
-                ("Via", self.local.via(peer)),
-                ("Max-Forwards", str(max_forwards)),
-                ("From", str(Address(caller.uri, caller.display_name, {"tag": new_tag()}))),
-                ("To", f"<{callee_uri}>"),
-                ("Call-ID", new_call_id(self.local.host)),
-                ("CSeq", "1 INVITE"),
-                ("Contact", f"<{self.local.contact(peer)}>"),
-                ("Allow", ALLOW),
-                ("User-Agent", "voipbin"),
-                *offer_headers(self.policy),
-                *extra,
-                ("Content-Type", "application/sdp"),
-            ]
-        )
-        return Request("INVITE", contact, headers, self.local_sdp)
 
     def receive_response(self, response: Response, now: float) -> list[Action]:
         """A response to a request of this leg, in its transaction or (a 2xx) after it ended."""
@@ -492,7 +495,7 @@ class CallLeg:
         if invite is None or source is None or self.state not in (CallState.DIALING, CallState.RINGING):
             return []
         try:
-            agreed = negotiate(parse_sdp(invite.body), self.local.host, self.media_port)
+            media = self._take_offer(invite.body, source)
         except SdpError as error:
             refusal = make_response(invite, 488, f"Not Acceptable Here: {error}"[:120], to_tag=self.tag)
             return [Respond(invite, refusal), *self._end("local", "failed")]
@@ -507,13 +510,9 @@ class CallLeg:
             self.session = self._session_answer.timer
             if self.session is not None:
                 self.session.refreshed(now)
-        self.local_sdp = ok.body = agreed.answer.serialize().encode()
+        ok.body = self.local_sdp
         self._unacked = _Unacked(ok, source, since=now, next_at=now + T1 if source[0] == "udp" else now + 64 * T1)
-        return [
-            MediaAgreed(agreed, _audio_direction(agreed.answer), source),
-            Respond(invite, ok),
-            *self._enter(CallState.PROGRESSING),
-        ]
+        return [media, Respond(invite, ok), *self._enter(CallState.PROGRESSING)]
 
     def reject(self, status_code: int, reason: str | None, now: float) -> list[Action]:
         """Refuse an incoming call that has not been answered."""
@@ -640,11 +639,9 @@ class CallLeg:
         out: list[Action] = []
         if invite.body:
             try:
-                agreed = negotiate(parse_sdp(invite.body), self.local.host, self.media_port)
+                out.append(self._take_offer(invite.body, source))
             except SdpError:
                 return [Respond(invite, make_response(invite, 488))]
-            out.append(MediaAgreed(agreed, _audio_direction(agreed.answer), source))
-            self.local_sdp = agreed.answer.serialize().encode()
         else:
             self._offered_in_ok = True  # RFC 3264 5: we offer what we have; the ACK answers
         ok.body = self.local_sdp
@@ -660,14 +657,20 @@ class CallLeg:
             if self._refresh is not None:
                 return [Respond(update, make_response(update, 491))]  # our offer is outstanding (RFC 3311 5.2)
             try:
-                agreed = negotiate(parse_sdp(update.body), self.local.host, self.media_port)
+                out.append(self._take_offer(update.body, source))
             except SdpError:
                 return [Respond(update, make_response(update, 488))]
-            out.append(MediaAgreed(agreed, _audio_direction(agreed.answer), source))
             ok.headers.add("Content-Type", "application/sdp")
-            self.local_sdp = ok.body = agreed.answer.serialize().encode()
+            ok.body = self.local_sdp
         self._session_refreshed(update, ok, now)
         return [*out, Respond(update, ok)]
+
+    def _take_offer(self, offer: bytes, source: Peer) -> MediaAgreed:
+        """Answer the peer's SDP ``offer``: our answer becomes the session description a refresh
+        repeats. Raises SdpError when we cannot take it (the caller refuses it its own way)."""
+        agreed = negotiate(parse_sdp(offer), self.local.host, self.media_port)
+        self.local_sdp = agreed.answer.serialize().encode()
+        return MediaAgreed(agreed, _audio_direction(agreed.answer), source)
 
     def _session_refreshed(self, request: Request, ok: Response, now: float) -> None:
         """The peer repeated the session: the timer starts over, on the interval agreed now."""

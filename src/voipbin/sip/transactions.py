@@ -35,11 +35,15 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
+from typing import Final
 
 from .errors import ParseError
 from .message import BRANCH_MAGIC, Headers, Request, Response, Via
 
 __all__ = [
+    "T1",
+    "T2",
+    "T4",
     "Action",
     "DeliverAck",
     "DeliverRequest",
@@ -56,6 +60,12 @@ __all__ = [
     "cancel_request",
     "new_branch",
 ]
+
+
+# RFC 3261's timer defaults; the user agent core's own timers (13.3.1.4, 9.1) run on them too.
+T1: Final = 0.5  # the round-trip estimate
+T2: Final = 4.0  # the cap on non-INVITE and final-response retransmission intervals
+T4: Final = 5.0  # how long a message may linger in the network
 
 
 def new_branch() -> str:
@@ -264,12 +274,10 @@ def cancel_request(invite: Request) -> Request:
 class TransactionLayer:
     """All client and server transactions of one SIP stack.
 
-    Timer defaults are RFC 3261's: T1 is the RTT estimate, T2 the cap on
-    non-INVITE and final-response retransmission intervals, T4 how long a
-    message may linger in the network.
+    Timer defaults are RFC 3261's (:data:`T1`, :data:`T2`, :data:`T4`).
     """
 
-    def __init__(self, timer_t1: float = 0.5, timer_t2: float = 4.0, timer_t4: float = 5.0) -> None:
+    def __init__(self, timer_t1: float = T1, timer_t2: float = T2, timer_t4: float = T4) -> None:
         if not (0 < timer_t1 <= timer_t2 and timer_t4 > 0):
             raise ValueError("timers need 0 < T1 <= T2 and T4 > 0")
         self.t1 = timer_t1

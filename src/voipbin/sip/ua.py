@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from voipbin.media.endpoint import MediaEngine, RtpEndpoint
-from voipbin.sip.dialog import Dialog, new_call_id, new_tag
+from voipbin.sip.dialog import Dialog
 from voipbin.sip.leg import (
     ALLOW,
     RING_TIMEOUT_S,
@@ -43,7 +43,7 @@ from voipbin.sip.leg import (
     reason_for_status,
 )
 from voipbin.sip.location import Binding, Peer
-from voipbin.sip.message import Address, Headers, Request, Response, make_response
+from voipbin.sip.message import Address, Request, Response, make_response
 from voipbin.sip.session_timer import SessionTimer, SessionTimerPolicy
 from voipbin.sip.stack import Incoming, Outgoing, SipStack
 
@@ -244,17 +244,7 @@ class UserAgent:
 
     def options_request(self, target: str, peer: Peer) -> Request:
         """An out-of-dialog OPTIONS to ``target`` through ``peer`` (a keepalive)."""
-        headers = Headers([
-            ("Via", self._local().via(peer)),
-            ("Max-Forwards", "70"),
-            ("From", str(Address(f"sip:voipbin@{self.advertised_host}", params={"tag": new_tag()}))),
-            ("To", f"<{target}>"),
-            ("Call-ID", new_call_id(self.advertised_host)),
-            ("CSeq", "1 OPTIONS"),
-            ("Contact", f"<{self.contact_uri(peer)}>"),
-            ("Allow", ALLOW),
-        ])
-        return Request("OPTIONS", target, headers)
+        return self._local().request("OPTIONS", target, target, peer, Address(f"sip:voipbin@{self.advertised_host}"))
 
     def flow_closed(self, peer: Peer) -> None:
         """A TCP connection closed: the calls whose dialog used it have lost their phone."""

@@ -32,8 +32,16 @@ logger = logging.getLogger(__name__)
 RATE = 8000
 
 CacheKey: TypeAlias = tuple[str, str, str]
+SOUND_LEVEL = 64  # |sample| above this is sound (about -54 dBFS)
+LEAD_IN_SAMPLES = RATE // 200  # 5 ms kept before the first sound, so its onset is not clipped
+MAX_PREFETCHES = 8  # renders ahead of an answer at once; more calls ringing render when answered
+# The first piece of a text is at most this many spoken letters (a digit counts as several):
+# piper renders it in ~40 ms on one core, about 15 ms plus 30 ms per second of speech.
+HEAD_LETTERS = 16
+_LETTERS_PER_DIGIT = 5  # "407" is spoken "four hundred seven"
 
-# Cloud providers VoIPBIN offers; this offline build ships none of them.
+# Cloud providers VoIPBIN offers and the setting holding each one's key; of these, this build
+# speaks with elevenlabs (speech.cloud.elevenlabs) when its key is set.
 CLOUD_PROVIDERS: Mapping[str, str] = {
     "gcp": "VOIPBIN_GCP_CREDENTIALS",
     "aws": "VOIPBIN_AWS_ACCESS_KEY_ID",
@@ -73,6 +81,51 @@ class TtsConfigError(TtsError):
 
 def split_sentences(text: str) -> list[str]:
     return [part.strip() for part in _SENTENCE_END.split(text) if part.strip()]
+
+
+def trim_leading_silence(pcm: bytes) -> bytes:
+    """``pcm`` from just before its first sound: piper starts every sentence with 40-60 ms of silence."""
+    loud = np.flatnonzero(np.abs(np.frombuffer(pcm, dtype="<i2")) > SOUND_LEVEL)
+    start = max(0, int(loud[0]) - LEAD_IN_SAMPLES) if loud.size else 0
+    return pcm[start * 2 :]
+
+
+def trim_trailing_silence(pcm: bytes, keep_samples: int = RATE * 3 // 100) -> bytes:
+    """``pcm`` up to ``keep_samples`` after its last sound."""
+    loud = np.flatnonzero(np.abs(np.frombuffer(pcm, dtype="<i2")) > SOUND_LEVEL)
+    return pcm[: (int(loud[-1]) + 1 + keep_samples) * 2] if loud.size else pcm
+
+
+def speech_pieces(text: str) -> tuple[list[str], bool]:
+    """What to render, in order, and whether the first sentence was split.
+
+    Sentences, except that a first sentence longer than HEAD_LETTERS spoken letters
+    is rendered as a head (its first clause, or the words that fit) with a comma, for
+    a continuing intonation, and the rest: the head renders in ~40 ms instead of
+    60-110, so a caller hears it sooner, and the words stay as intelligible (Whisper
+    WER 0.044 split, 0.056 whole, over the suite's sentences).
+    """
+    sentences = split_sentences(text)
+    if not sentences:
+        return [], False
+    words = sentences[0].split()
+    cut = _head_words(words)
+    if cut == len(words):
+        return sentences, False
+    head = " ".join(words[:cut]).rstrip(",;:") + ","
+    return [head, " ".join(words[cut:]), *sentences[1:]], True
+
+
+def _head_words(words: Sequence[str]) -> int:
+    """How many of ``words`` the head takes: up to a clause end, within HEAD_LETTERS (one at least)."""
+    letters = 0
+    for count, word in enumerate(words, 1):
+        letters += sum(_LETTERS_PER_DIGIT if char.isdigit() else 1 for char in word if char.isalnum())
+        if letters > HEAD_LETTERS and count > 1:
+            return count - 1
+        if word.endswith((",", ";", ":")):  # the natural place to cut ("Hi, ...")
+            return count
+    return len(words)
 
 
 def _primary(language: str) -> str:
@@ -291,6 +344,7 @@ class TtsCache:
         self.directory = directory
         self._entries: OrderedDict[CacheKey, bytes] = OrderedDict()
         self._size = 0
+        self._writes: set[asyncio.Task[None]] = set()
         self.hits = 0
         self.misses = 0
 
@@ -312,10 +366,18 @@ class TtsCache:
             self.hits += 1
         return pcm
 
-    async def put(self, key: CacheKey, pcm: bytes) -> None:
+    def put(self, key: CacheKey, pcm: bytes) -> None:
+        """Keep ``pcm`` in memory now and write it to disk in the background, off the path to the first packet."""
         self._remember(key, pcm)
         if self.directory is not None:
-            await asyncio.to_thread(self._write, key, pcm)
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._write, key, pcm))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    async def flush(self) -> None:
+        """Wait for the disk writes under way."""
+        if self._writes:
+            await asyncio.wait(set(self._writes))
 
     def _remember(self, key: CacheKey, pcm: bytes) -> None:
         if len(pcm) > self.max_bytes:
@@ -369,6 +431,7 @@ class TtsService:
         self.espeak = espeak
         self.cache = cache if cache is not None else TtsCache()
         self._environ = os.environ if environ is None else environ
+        self._early: dict[CacheKey, asyncio.Task[bytes]] = {}  # first sentences rendering ahead of need
 
     @classmethod
     def offline(
@@ -387,6 +450,11 @@ class TtsService:
         if name in CLOUD_PROVIDERS:
             setting = CLOUD_PROVIDERS[name]
             if self._environ.get(setting):
+                if name == "elevenlabs":
+                    # Imported here: the cloud engines build on this module.
+                    from voipbin.speech.cloud.elevenlabs import ElevenLabsTts
+
+                    return ElevenLabsTts.from_environ(self._environ)
                 raise TtsConfigError(
                     f"provider {provider!r} is not built into this offline server; "
                     "omit provider to use the built-in offline voice"
@@ -428,20 +496,57 @@ class TtsService:
         gender: str = "",
         provider: str = "",
     ) -> AsyncGenerator[bytes, None]:
-        """PCM per sentence, each as soon as it is ready."""
+        """PCM per sentence (``speech_pieces``), each as soon as it is ready; the first starts at its first sound."""
         engine = self.engine_for(provider, language)
         resolved = await engine.resolve_voice(language, voice, gender)
-
-        async def render(sentence: str) -> bytes:
-            key = (engine.name, resolved, sentence)
-            pcm = await self.cache.get(key)
-            if pcm is None:
-                pcm = await engine.render(sentence, resolved)
-                await self.cache.put(key, pcm)
-            return pcm
-
-        async for pcm in _pipelined(split_sentences(text), render):
+        pieces, split = speech_pieces(text)
+        index = 0
+        async for pcm in _pipelined(pieces, lambda piece: self._render(engine, resolved, piece)):
+            if index == 0:
+                pcm = trim_leading_silence(pcm)
+            if split and index < 2:  # the head and the rest of its sentence join without a gap
+                pcm = trim_trailing_silence(pcm) if index == 0 else trim_leading_silence(pcm)
             yield pcm
+            index += 1
+
+    async def _render(self, engine: TtsEngine, voice: str, sentence: str) -> bytes:
+        key = (engine.name, voice, sentence)
+        if (early := self._early.get(key)) is not None:
+            return await asyncio.shield(early)  # another caller (or the next call) may want it too
+        return await self._render_fresh(engine, key)
+
+    async def _render_fresh(self, engine: TtsEngine, key: CacheKey) -> bytes:
+        pcm = await self.cache.get(key)
+        if pcm is None:
+            pcm = await engine.render(key[2], key[1])
+            self.cache.put(key, pcm)
+        return pcm
+
+    def prefetch(self, text: str, language: str = "en-US", voice: str = "", *, gender: str = "", provider: str = "") -> None:
+        """Start rendering ``text``'s first sentence now (a greeting, while the phone rings).
+
+        A later ``stream`` of the same text takes that render instead of starting its own.
+        Requests that ``stream`` would refuse are left for it to refuse.
+        """
+        if len(self._early) >= MAX_PREFETCHES or not (pieces := speech_pieces(text)[0]):
+            return
+        try:
+            engine = self.engine_for(provider, language)
+        except TtsError:
+            return
+        task = asyncio.get_running_loop().create_task(self._prefetch(engine, language, voice, gender, pieces[0]))
+        task.add_done_callback(ignore_outcome)
+
+    async def _prefetch(self, engine: TtsEngine, language: str, voice: str, gender: str, sentence: str) -> None:
+        resolved = await engine.resolve_voice(language, voice, gender)
+        key = (engine.name, resolved, sentence)
+        if key in self._early or await self.cache.get(key) is not None:
+            return
+        self._early[key] = render = asyncio.ensure_future(self._render_fresh(engine, key))
+        try:
+            await render
+        finally:
+            del self._early[key]
 
     async def close(self) -> None:
         for engine in (self.piper, self.espeak):

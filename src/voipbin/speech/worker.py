@@ -49,7 +49,8 @@ def _encode(header: Header, payload: bytes) -> bytes:
     return json.dumps({**header, "size": len(payload)}).encode() + b"\n" + payload
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
+    """The environment of a worker process: offline model lookups, and voipbin importable."""
     env = dict(os.environ)
     # Models come from installed wheels; a hub lookup would mean a download attempt.
     env["HF_HUB_OFFLINE"] = "1"
@@ -57,6 +58,15 @@ def _child_env() -> dict[str, str]:
     # The child must import voipbin even when it runs from a source checkout.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_DIR, env.get("PYTHONPATH", "")) if p)
     return env
+
+
+def batch_pcm(header: Header, payload: bytes) -> list[bytes]:
+    """The utterances of an STT request: ``header["lengths"]`` says where each ends in ``payload``."""
+    pieces, offset = [], 0
+    for length in header.get("lengths", [len(payload)]):
+        pieces.append(payload[offset : offset + int(length)])
+        offset += int(length)
+    return pieces
 
 
 def ignore_outcome(task: asyncio.Future[Any]) -> None:
@@ -151,7 +161,7 @@ class WorkerProcess:
             *self._argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            env=_child_env(),
+            env=child_env(),
             # Own session: a terminal's Ctrl-C reaches only the parent, which stops us.
             start_new_session=True,
         )
