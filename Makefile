@@ -6,7 +6,7 @@ test:
 	.venv/bin/ruff check src tests
 	.venv/bin/mypy
 	./scripts/services.sh
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q --durations=30
 
 # The linter and the type checker (strict on sip/, media/, flows/ and calls/), as `make test` runs them.
 lint:

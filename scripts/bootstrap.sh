@@ -7,7 +7,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mode="${1:-run}"
 venv="$root/.venv"
 
-run_apt=(espeak-ng)
+# A C++ toolchain builds llama-cpp-python (the offline LLM; PyPI has it as source only).
+run_apt=(espeak-ng build-essential cmake)
 test_apt=(curl baresip-core linphone-cli sip-tester tshark sox chromium)
 
 log() { printf '\033[1;34m[voipbin]\033[0m %s\n' "$*" >&2; }
@@ -50,7 +51,7 @@ want="$(cat "$root/pyproject.toml" "$root/scripts/bootstrap.sh" | sha256sum | cu
 pip_install() {
     # pip's own output is pages long: show one line that follows its progress, and the log on failure.
     local pip_log="$venv/pip-install.log" status=0
-    "$venv/bin/python" -m pip install --progress-bar off "$@" >"$pip_log" 2>&1 &
+    CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/python" -m pip install --progress-bar off "$@" >"$pip_log" 2>&1 &
     local pid=$!
     while kill -0 "$pid" 2>/dev/null; do
         if [[ -t 2 ]]; then

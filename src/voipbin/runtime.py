@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from datetime import timedelta
 
 from voipbin.accounts.bootstrap import ensure_sandbox_admin, refuse_exposure_with_default_password
 from voipbin.accounts.context import AccountsContext
+from voipbin.ai.local import LocalModels
+from voipbin.ai.service import AiService
+from voipbin.ai.session import AiContext
 from voipbin.auth.throttle import Throttle, make_throttle
 from voipbin.auth.tokens import JwtSigner
 from voipbin.calls.context import CallContext
@@ -66,6 +70,10 @@ class Platform:
                                   role=settings.role, api_url=settings.node_url)
         self.files = Files(settings.data_dir)
         self.background = Background("voipbin.calls")
+        self.local_llm = LocalModels(settings.data_dir, os.environ)
+        self.ai = AiService(
+            AiContext(self.store, self.clock, self.speech.tts, self.speech.transcriber), os.environ, self.local_llm
+        )
         self.calls = CallService(CallContext(
             settings=settings,
             store=self.store,
@@ -78,6 +86,7 @@ class Platform:
             files=self.files,
             spawn=self.background.spawn,
             node_id=self.nodes.id,
+            ai_talk=self.ai.talk,
         ))
         self.sip.ua.on_incoming = self.calls.incoming
         self.store.before_commit.append(queue_deliveries)
@@ -117,6 +126,7 @@ class Platform:
         await self.nodes.stop()
         await self.sip.stop()
         await self.speech.stop()
+        await self.local_llm.close()
         await self.webhooks.stop()
         await self.bus.close()
         await self.throttle.close()

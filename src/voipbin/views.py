@@ -298,6 +298,63 @@ class ProviderOut(Owned):
     detail: str
 
 
+class AiOut(Owned):
+    """VoIPBIN's AI; ``engine_key`` is write-only and never shown."""
+
+    name: str
+    detail: str
+    type: str = "normal"
+    engine_model: str
+    parameter: dict[str, Any]
+    init_prompt: str
+    tts_type: str
+    tts_voice_id: str
+    stt_type: str
+    stt_language: str
+    vad_config: dict[str, Any]
+    smart_turn_enabled: bool = False
+    tool_names: list[str]
+    direct_hash: str
+
+
+
+class AiCallOut(Owned):
+    """VoIPBIN's AIcall: the AI's settings as the session started with them, and its status."""
+
+    assistance_type: str
+    assistance_id: str
+    ai_engine_model: str
+    ai_tts_type: str
+    ai_tts_voice_id: str
+    ai_stt_type: str
+    ai_vad_config: dict[str, Any]
+    ai_smart_turn_enabled: bool = False
+    parameter: dict[str, Any]
+    activeflow_id: str
+    reference_type: str
+    reference_id: str
+    confbridge_id: str
+    current_member_id: str
+    status: str
+    stt_language: str
+    metadata: dict[str, Any] = Field(validation_alias="call_metadata")
+    tm_end: Timestamp = None
+
+
+class AiMessageOut(Owned):
+    """VoIPBIN's AIMessage."""
+
+    aicall_id: str
+    activeflow_id: str
+    active_ai_id: str
+    role: str
+    content: str
+    direction: str
+    tool_calls: list[dict[str, Any]] = Field(
+        description="[{id, type: function, function: {name, arguments}}], arguments a JSON string."
+    )
+    tool_call_id: str
+
 # Each stored resource's name in topics and event types, and its public view.
 RESOURCES: dict[type[Any], tuple[str, type[Resource]]] = {
     models.Customer: ("customer", CustomerOut),
@@ -307,6 +364,9 @@ RESOURCES: dict[type[Any], tuple[str, type[Resource]]] = {
     models.Number: ("number", NumberOut),
     models.Flow: ("flow", FlowOut),
     models.Provider: ("provider", ProviderOut),
+    models.Ai: ("ai", AiOut),
+    models.AiCall: ("aicall", AiCallOut),
+    models.AiMessage: ("aimessage", AiMessageOut),
     models.StorageFile: ("storage_file", StorageFileOut),
     models.Call: ("call", CallOut),
     models.Groupcall: ("groupcall", GroupcallOut),
@@ -329,7 +389,8 @@ def announce(tx: Tx, row: Any, event_type: str, view: Resource | type[Resource] 
 
     ``view`` is a view class, or a view computed with more than the row (an extension's domain).
     The topic is the row's own; a transcript is also published under its transcribe, which is
-    what the quickstart subscribes to (``customer_id:<id>:transcribe:*``).
+    what the quickstart subscribes to (``customer_id:<id>:transcribe:*``), and an AI message under
+    its aicall, VoIPBIN's one topic for them (``customer_id:<id>:aicall:<aicall_id>``).
     """
     resource, default_view = RESOURCES[type(row)]
     if isinstance(view, Resource):
@@ -340,5 +401,7 @@ def announce(tx: Tx, row: Any, event_type: str, view: Resource | type[Resource] 
     topics = [customer_topic(owner, resource, row.id)]
     if isinstance(row, models.Transcript):
         topics.append(customer_topic(owner, "transcribe", row.transcribe_id))
+    elif isinstance(row, models.AiMessage):
+        topics.append(customer_topic(owner, "aicall", row.aicall_id))
     tx.emit(owner, event_type, public.public(), topics)
     return public

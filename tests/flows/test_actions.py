@@ -25,7 +25,7 @@ def test_supported_types() -> None:
     assert {
         "answer", "talk", "play", "sleep", "hangup", "transcribe_start", "transcribe_stop",
         "recording_start", "recording_stop", "digits_receive", "digits_send", "goto", "branch",
-        "condition_variable", "variable_set", "connect", "webhook_send", "stop",
+        "condition_variable", "variable_set", "connect", "webhook_send", "ai_talk", "stop",
     } == SUPPORTED_TYPES  # fmt: skip
 
 
@@ -86,6 +86,7 @@ def test_every_supported_type_accepts_a_minimal_option() -> None:
         "goto": {"target_id": A},
         "variable_set": {"key": "k"},
         "connect": {"destinations": [{"type": "tel", "target": "+15551234567"}]},
+        "ai_talk": {"assistance_id": A},
         "webhook_send": {"uri": "https://x"},
     }
     raw = [{"id": A, "type": "answer"}] + [{"type": t, "option": minimal.get(t, {})} for t in sorted(SUPPORTED_TYPES)]

@@ -7,17 +7,20 @@ from typing import Any
 
 import pytest
 
-from voipbin.flows.actions import NIL_ID, Action, parse_actions
+from voipbin.flows.actions import NIL_ID, Action, FlowError, parse_actions
 from voipbin.flows.engine import (
     CALL_HUNG_UP,
     DIGITS_VARIABLE,
     FINISHED,
     HUNG_UP,
+    LIMIT,
     LOOP_LIMIT,
     MAX_IMMEDIATE_STEPS,
     STOPPED,
     ActionStarted,
     ActiveFlow,
+    AiTalk,
+    AiTalkDone,
     Answer,
     CallHungUp,
     CollectDigits,
@@ -476,6 +479,68 @@ def test_connect_failure_goes_on_unless_relaying_the_reason() -> None:
     assert spoken(connect().handle(ConnectFailed(1, "busy"), LATER)) == ["after"]
     assert connect(relay_reason=True).handle(ConnectFailed(1, "busy"), LATER) == [Hangup("busy"), FlowEnded(HUNG_UP)]
     assert connect(relay_reason=True).handle(Connected(1), LATER) == [Hangup("normal"), FlowEnded(HUNG_UP)]
+
+
+# --- ai_talk ----------------------------------------------------------------------------
+
+AI = "bbbbbbbb-0000-4000-8000-000000000001"
+
+
+def ai_talk(**option: Any) -> ActiveFlow:
+    active = flow([{"type": "ai_talk", "option": {"assistance_id": AI, **option}}, talk("after")], {"x": "1"})
+    assert only(active.start(EPOCH), AiTalk) == AiTalk(
+        AI, float(option.get("duration", 0)), {"x": "1", "voipbin.activeflow.id": D, "voipbin.activeflow.flow_id": FLOW_ID}, 1
+    )
+    return active
+
+
+def test_ai_talk_waits_for_the_agent_then_goes_on_with_the_variables_it_set() -> None:
+    active = ai_talk(duration=300)
+    assert active.handle(MediaDone(1), LATER) == []  # not what ends an ai_talk
+    assert active.handle(AiTalkDone(2), LATER) == []  # a stale token
+    assert spoken(active.handle(AiTalkDone(1, {"order.size": "large"}), LATER)) == ["after"]
+    assert active.variables["order.size"] == "large"
+
+
+def test_ai_talk_accepts_voipbins_legacy_ai_id() -> None:
+    active = flow([{"type": "ai_talk", "option": {"ai_id": AI}}])
+    assert only(active.start(EPOCH), AiTalk).ai_id == AI
+
+
+def test_ai_talk_stop_flow_ends_the_flow() -> None:
+    assert ai_talk().handle(AiTalkDone(1, stop_flow=True), LATER) == [FlowEnded(STOPPED)]
+
+
+def test_ai_talk_transfer_connects_then_goes_on_after_the_bridge_or_a_failure() -> None:
+    for outcome in (Connected, lambda token: ConnectFailed(token, "noanswer")):
+        active = ai_talk()
+        (connect,) = active.handle(AiTalkDone(1, connect=(DESTINATION,)), LATER)
+        assert connect == Connect({}, (DESTINATION,), {"early_media": False, "relay_reason": False}, token=2)
+        assert active.handle(Connected(1), LATER) == []  # the ai_talk's own token is spent
+        assert spoken(active.handle(outcome(2), LATER)) == ["after"]
+
+
+def test_ai_talk_variables_are_bounded_like_any_other() -> None:
+    active = ai_talk()
+    done = AiTalkDone(1, {"big": "x" * (active.limits.variable_chars + 1)})
+    assert only(active.handle(done, LATER), FlowEnded).reason == LIMIT
+
+
+def test_ai_talk_failure_moves_on() -> None:
+    assert spoken(ai_talk().handle(CommandFailed(1, "no such AI"), LATER)) == ["after"]
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        ({}, "option 'assistance_id' is required"),
+        ({"assistance_id": AI, "assistance_type": "team"}, "option 'assistance_type' must be one of"),
+        ({"assistance_id": AI, "duration": -1}, "option 'duration' must be between 0 and"),
+    ],
+)
+def test_ai_talk_options_are_checked_when_stored(option: dict[str, Any], problem: str) -> None:
+    with pytest.raises(FlowError, match=problem):
+        parse_actions([{"type": "ai_talk", "option": option}])
 
 
 # --- ending -----------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from voipbin import __version__
 from voipbin.api import (
     accesskeys,
     agents,
+    aicalls,
+    ais,
     auth,
     calls,
     console,
@@ -63,8 +65,8 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     errors.install(app)
-    routers = (auth, accesskeys, customers, agents, extensions, numbers, calls, flows, recordings, speakings, providers,
-               storage_files, webhook_deliveries, sandbox, ws)
+    routers = (auth, accesskeys, customers, agents, extensions, numbers, calls, flows, recordings, speakings, providers, ais,
+               aicalls, storage_files, webhook_deliveries, sandbox, ws)
     for module in routers:
         app.include_router(module.router)
     app.include_router(console.router)  # the admin console at /console/

@@ -39,27 +39,32 @@ def owned_query(model: type[M], customer_id: str) -> Select[tuple[M]]:
     return query
 
 
-async def page(session: AsyncSession, query: Select[Any], model: type[M], paging: Paging) -> tuple[list[M], str]:
-    """Newest first; the token is the last row's ``tm_create`` (VoIPBIN's cursor)."""
+async def page(
+    session: AsyncSession, query: Select[Any], model: type[M], paging: Paging, oldest_first: bool = False
+) -> tuple[list[M], str]:
+    """Newest first (or oldest first); the token is the last row's ``tm_create`` (VoIPBIN's cursor)."""
     if paging.page_token:
         try:
-            before = parse_timestamp(paging.page_token)
+            last = parse_timestamp(paging.page_token)
         except ValueError:
             raise bad_request(
                 "page_token must be the next_page_token of a previous page (e.g. 2026-02-21T10:00:00.000000Z)."
             ) from None
-        query = query.where(model.tm_create < before)
-    rows = list((await session.scalars(query.order_by(model.tm_create.desc()).limit(paging.page_size))).all())
+        query = query.where(model.tm_create > last if oldest_first else model.tm_create < last)
+    order = model.tm_create.asc() if oldest_first else model.tm_create.desc()
+    rows = list((await session.scalars(query.order_by(order).limit(paging.page_size))).all())
     token = format_timestamp(rows[-1].tm_create) if len(rows) == paging.page_size else ""
     return rows, token
 
 
 async def list_view(
-    platform: Platform, model: type[M], view: type[R], customer_id: str, paging: Paging, *filters: Any
+    platform: Platform, model: type[M], view: type[R], customer_id: str, paging: Paging, *filters: Any,
+    oldest_first: bool = False,
 ) -> Page[R]:
     """One page of a customer's live rows, as public views."""
     async with platform.store.session() as session:
-        rows, token = await page(session, owned_query(model, customer_id).where(*filters), model, paging)
+        query = owned_query(model, customer_id).where(*filters)
+        rows, token = await page(session, query, model, paging, oldest_first)
     return Page[view](result=[view.model_validate(r) for r in rows], next_page_token=token)  # type: ignore[valid-type]
 
 

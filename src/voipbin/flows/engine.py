@@ -20,7 +20,7 @@ import operator
 import re
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -41,6 +41,8 @@ __all__ = [
     "STOPPED",
     "ActionStarted",
     "ActiveFlow",
+    "AiTalk",
+    "AiTalkDone",
     "Answer",
     "CallHungUp",
     "CollectDigits",
@@ -182,11 +184,15 @@ class Hangup:
 
 @dataclass(frozen=True)
 class StartTranscribe:
-    """Start real-time speech-to-text on the call; ``direction`` is in, out or both."""
+    """Start real-time speech-to-text on the call; ``direction`` is in, out or both.
+
+    With ``interim``, hypotheses and speech start/end are published while the caller speaks.
+    """
 
     language: str
     direction: str
     provider: str
+    interim: bool = False
 
 
 @dataclass(frozen=True)
@@ -251,6 +257,20 @@ class SendWebhook:
 
 
 @dataclass(frozen=True)
+class AiTalk:
+    """Hand the call to the AI voice agent ``ai_id``; send ``AiTalkDone(token)`` when its part is over.
+
+    ``variables`` are the flow's as they stand, for the agent's get_variables tool; ``duration_s``
+    bounds the agent's part (0: until it or the call ends).
+    """
+
+    ai_id: str
+    duration_s: float
+    variables: Mapping[str, str]
+    token: int
+
+
+@dataclass(frozen=True)
 class FlowEnded:
     """The flow is over; unless ``reason`` is HUNG_UP the call layer hangs the call up (``normal``)."""
 
@@ -274,6 +294,7 @@ Command = (
     | SendDigits
     | Connect
     | SendWebhook
+    | AiTalk
     | FlowEnded
 )
 
@@ -325,6 +346,21 @@ class WebhookDone:
 
 
 @dataclass(frozen=True)
+class AiTalkDone:
+    """The AiTalk with ``token`` is over.
+
+    ``variables`` are what the agent set (set_variables); ``stop_flow`` ends the flow (stop_flow);
+    ``connect`` are destinations the agent put the caller through to (connect_call): the flow
+    connects the call to them, as a ``connect`` action would, before it goes on.
+    """
+
+    token: int
+    variables: Mapping[str, str] = field(default_factory=dict)
+    stop_flow: bool = False
+    connect: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class CallHungUp:
     """The call is gone; the flow ends silently."""
 
@@ -349,6 +385,7 @@ Event = (
     | Connected
     | ConnectFailed
     | WebhookDone
+    | AiTalkDone
     | CallHungUp
     | CommandFailed
     | StopRequested
@@ -362,6 +399,7 @@ _COMPLETED_BY: Final[Mapping[str, tuple[type, ...]]] = {
     "digits_send": (TimerFired,),
     "connect": (Connected, ConnectFailed),
     "webhook_send": (WebhookDone,),
+    "ai_talk": (AiTalkDone, Connected, ConnectFailed),  # the last two: a transfer the agent asked for
 }
 """For each action that waits, the events that complete it (CommandFailed completes any)."""
 
@@ -469,6 +507,8 @@ class ActiveFlow:
                     if self._status is FlowStatus.RUNNING:
                         out += self._on_digit(digit)
                 return out
+            case AiTalkDone():
+                return self._on_ai_talk_done(event)
             case MediaDone() | TimerFired() | Connected() | ConnectFailed() | WebhookDone() | CommandFailed():
                 return self._on_completion(event)
 
@@ -499,6 +539,24 @@ class ActiveFlow:
             # VoIPBIN follows the bridge with a hangup that copies the destination leg's reason.
             self._wait = None
             return [Hangup(event.reason if isinstance(event, ConnectFailed) else "normal"), *self._end(HUNG_UP)]
+        return self._resume(wait)
+
+    def _on_ai_talk_done(self, event: AiTalkDone) -> list[Command]:
+        wait = self._wait
+        if wait is None or event.token != wait.token or wait.action.type != "ai_talk":
+            return []
+        try:
+            for name, value in event.variables.items():
+                self._set_variable(name, value)
+        except _LimitExceeded as exceeded:
+            return self._end(LIMIT, f"actions[{wait.index}] ai_talk: {exceeded.detail}")
+        if event.stop_flow:
+            return self._end(STOPPED)
+        if event.connect:
+            # VoIPBIN's connect_call appends a connect action; here the ai_talk waits for it instead.
+            self._token += 1
+            self._wait = _Wait(wait.index, wait.action, self._token)
+            return [Connect({}, event.connect, {"early_media": False, "relay_reason": False}, self._token)]
         return self._resume(wait)
 
     def _on_digit(self, digit: str) -> list[Command]:
@@ -587,7 +645,9 @@ class ActiveFlow:
                 out += [Hangup(value("reason") or "normal"), *self._end(HUNG_UP)]
                 return None
             case "transcribe_start":
-                out.append(StartTranscribe(value("language"), value("direction"), value("provider")))
+                out.append(
+                    StartTranscribe(value("language"), value("direction"), value("provider"), value("interim"))
+                )
             case "transcribe_stop":
                 out.append(StopTranscribe())
             case "recording_start":
@@ -623,6 +683,10 @@ class ActiveFlow:
                 )
                 if value("sync"):
                     return _Wait(index, action, token)
+            case "ai_talk":
+                ai_id = value("assistance_id") or value("ai_id")
+                out.append(AiTalk(ai_id, float(value("duration")), dict(self._variables), token))
+                return _Wait(index, action, token)
             case "stop":
                 out += self._end(STOPPED)
                 return None

@@ -2,7 +2,7 @@
 
 The harness plays the call layer: it fires every StartTimer when its time comes, lets a
 *script* answer the other commands (by default media plays for a second, connects bridge
-for a second, sync webhooks are delivered at once), and injects any extra events at given
+for a second, an AI talks for a second, sync webhooks are delivered at once), and injects any extra events at given
 simulated times, such as key presses or the caller hanging up.
 """
 
@@ -17,6 +17,8 @@ from typing import Any, Final
 from voipbin.flows.actions import Action, parse_actions
 from voipbin.flows.engine import (
     ActiveFlow,
+    AiTalk,
+    AiTalkDone,
     Command,
     Connect,
     Connected,
@@ -53,6 +55,8 @@ def autocomplete(media_s: float = 1.0) -> Script:
                 return [(media_s, Connected(token))]
             case SendWebhook(sync=True, token=token):
                 return [(0.0, WebhookDone(token))]
+            case AiTalk(token=token):
+                return [(media_s, AiTalkDone(token))]
         return []
 
     return react

@@ -434,6 +434,74 @@ class Provider(Timestamps, Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
+class Ai(Timestamps, Base):
+    """An AI voice agent's configuration (VoIPBIN's AI): which model thinks, how it hears and speaks."""
+
+    __tablename__ = "ais"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    engine_model: Mapped[str] = mapped_column(String(160))
+    # Write-only in the API (never in a view, an event or a log); the customer's own provider key.
+    engine_key: Mapped[str] = mapped_column(Text, default="")
+    parameter: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    init_prompt: Mapped[str] = mapped_column(Text, default="")
+    tts_type: Mapped[str] = mapped_column(String(32), default="")
+    tts_voice_id: Mapped[str] = mapped_column(String(255), default="")
+    stt_type: Mapped[str] = mapped_column(String(32), default="")
+    stt_language: Mapped[str] = mapped_column(String(35), default="")
+    vad_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tool_names: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    direct_hash: Mapped[str] = mapped_column(String(32), default="")
+
+
+class AiCall(Timestamps, Base):
+    """One AI session on a call or a conversation (VoIPBIN's AIcall), with the AI's settings as they
+    were when it started: a later change of the AI does not reach a session already running."""
+
+    __tablename__ = "aicalls"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    assistance_type: Mapped[str] = mapped_column(String(16), default="ai")
+    assistance_id: Mapped[str] = mapped_column(String(36), default="")
+    ai_engine_model: Mapped[str] = mapped_column(String(160), default="")
+    ai_tts_type: Mapped[str] = mapped_column(String(32), default="")
+    ai_tts_voice_id: Mapped[str] = mapped_column(String(255), default="")
+    ai_stt_type: Mapped[str] = mapped_column(String(32), default="")
+    ai_vad_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    parameter: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    activeflow_id: Mapped[str] = mapped_column(String(36), default="")
+    reference_type: Mapped[str] = mapped_column(String(16), default="call")
+    reference_id: Mapped[str] = mapped_column(String(36), default="", index=True)
+    confbridge_id: Mapped[str] = mapped_column(String(36), default="")
+    current_member_id: Mapped[str] = mapped_column(String(36), default="")
+    status: Mapped[str] = mapped_column(String(16), default="initiating")
+    stt_language: Mapped[str] = mapped_column(String(35), default="")
+    call_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    tm_end: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AiMessage(Timestamps, Base):
+    """One turn of an aicall's conversation (VoIPBIN's AIMessage): said, answered, or a tool's round."""
+
+    __tablename__ = "aimessages"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    aicall_id: Mapped[str] = mapped_column(String(36), default="", index=True)
+    activeflow_id: Mapped[str] = mapped_column(String(36), default="")
+    active_ai_id: Mapped[str] = mapped_column(String(36), default="")
+    role: Mapped[str] = mapped_column(String(16), default="")
+    content: Mapped[str] = mapped_column(Text, default="")
+    direction: Mapped[str] = mapped_column(String(8), default="")
+    # [{id, type, function: {name, arguments}}], arguments a JSON string (the LLM's own shape).
+    tool_calls: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    tool_call_id: Mapped[str] = mapped_column(String(255), default="")
+
+
 class StorageFile(Timestamps, Base):
     """A file a customer uploaded (``POST /v1.0/storage_files``); its bytes are kept in the data dir."""
 
