@@ -72,7 +72,7 @@ class Platform:
         self.background = Background("voipbin.calls")
         self.local_llm = LocalModels(settings.data_dir, os.environ)
         self.ai = AiService(
-            AiContext(self.store, self.clock, self.speech.tts, self.speech.transcriber), os.environ, self.local_llm
+            AiContext(self.store, self.clock, self.speech.tts, self.speech.transcriber, self.egress), os.environ, self.local_llm
         )
         self.calls = CallService(CallContext(
             settings=settings,

@@ -314,6 +314,7 @@ class AiOut(Owned):
     vad_config: dict[str, Any]
     smart_turn_enabled: bool = False
     tool_names: list[str]
+    http_tools: list[dict[str, Any]]
     direct_hash: str
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from voipbin.ai.llm import LlmDelta, LlmError, LlmText, LlmToolCall
 from voipbin.ai.session import AiContext, AiTalkSession
 from voipbin.calls.context import AiTalkRequest, AiTalkResult
+from voipbin.core.egress import EgressPolicy
 from voipbin.core.ids import new_id
 from voipbin.media.endpoint import Playback
 from voipbin.runtime import Platform
@@ -76,6 +77,7 @@ class FakeModel:
         self.replies = list(replies)
         self.asked: list[list[dict[str, Any]]] = []
         self.tools: list[list[str]] = []
+        self.asked_tools: list[list[dict[str, Any]]] = []
         self.hold = asyncio.Event()
         self.cancelled = 0
         self.closed = False
@@ -83,6 +85,7 @@ class FakeModel:
     async def reply(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] = ()) -> AsyncIterator[LlmDelta]:
         self.asked.append([dict(m) for m in messages])
         self.tools.append([t["function"]["name"] for t in tools])
+        self.asked_tools.append([dict(t) for t in tools])
         reply = self.replies.pop(0) if self.replies else [LlmText("Okay.")]
         if isinstance(reply, LlmError):
             raise reply
@@ -101,14 +104,14 @@ class FakeModel:
 
 
 class Rig:
-    def __init__(self, platform: Platform, model: FakeModel, **ai: Any) -> None:
+    def __init__(self, platform: Platform, model: FakeModel, egress: EgressPolicy | None = None, **ai: Any) -> None:
         self.endpoint = FakeEndpoint()
         self.transcriber = FakeTranscriber()
         self.model = model
         self.ai = Ai(id=new_id(), customer_id=CUSTOMER, engine_model="ollama.x", init_prompt="You sell bread.",
-                     parameter={}, vad_config={}, tool_names=ai.pop("tool_names", []), tts_type="", tts_voice_id="",
+                     parameter={}, vad_config={}, tool_names=ai.pop("tool_names", []), http_tools=ai.pop("http_tools", []), tts_type="", tts_voice_id="",
                      stt_type="", stt_language="en-US", **ai)
-        ctx = AiContext(platform.store, platform.clock, platform.speech.tts, lambda **_: self.transcriber)
+        ctx = AiContext(platform.store, platform.clock, platform.speech.tts, lambda **_: self.transcriber, egress or platform.egress)
         request = AiTalkRequest(new_id(), CUSTOMER, new_id(), self.endpoint, self.ai.id, 0, {"voipbin.call.id": "c1"})  # type: ignore[arg-type]
         self.session = AiTalkSession(ctx, self.ai, request, model)  # type: ignore[arg-type]
         self.platform = platform

@@ -16,18 +16,21 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from sqlalchemy import select
+
 from voipbin.ai import conversation as cv
-from voipbin.ai import tools
+from voipbin.ai import http_tools, tools
 from voipbin.ai.llm import ChatModel, LlmError, LlmText, LlmToolCall
 from voipbin.calls.service import AiTalkRequest, AiTalkResult
 from voipbin.core.clock import Clock
+from voipbin.core.egress import EgressPolicy, egress_client
 from voipbin.core.ids import new_id
 from voipbin.media.endpoint import Playback
 from voipbin.speech.service import LiveTranscriber
 from voipbin.speech.stt import SpeechBoundary, Utterance
 from voipbin.speech.tts import TtsError, TtsService
 from voipbin.store.db import Store
-from voipbin.store.models import Ai, AiCall, AiMessage
+from voipbin.store.models import Ai, AiCall, AiMessage, Customer
 from voipbin.views import announce
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,8 @@ class AiContext:
     tts: TtsService
     # A recogniser for the caller's side (options as ``SpeechService.transcriber``'s).
     transcriber: Callable[..., LiveTranscriber]
+    # What customers' HTTP tools may reach (the webhooks' policy).
+    egress: EgressPolicy
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class AiTalkSession:
             tm_create=now,
         )
         self._tools = tools.offered(ai.tool_names)
+        self._http_tools = {t.name: t for t in map(http_tools.HttpTool.from_stored, ai.http_tools or [])}
         self._conversation = cv.Conversation(tools.system_prompt(ai.init_prompt))
         self._variables = dict(request.variables)
         self._outcome = _Outcome()
@@ -236,7 +242,7 @@ class AiTalkSession:
     async def _generate(self, turn: int, messages: tuple[cv.Message, ...]) -> None:
         put = self._events.put_nowait
         try:
-            async for delta in self.model.reply(messages, tools.definitions(self._tools)):
+            async for delta in self.model.reply(messages, self._definitions()):
                 match delta:
                     case LlmText(text=text):
                         put(cv.ReplyText(turn, text))
@@ -305,12 +311,25 @@ class AiTalkSession:
 
     # --- tools -----------------------------------------------------------------------------
 
+    def _definitions(self) -> list[dict[str, Any]]:
+        return [*tools.definitions(self._tools), *(tool.definition() for tool in self._http_tools.values())]
+
     async def _run_tool(self, call: cv.RunTool) -> None:
         try:
-            result = self._tool_result(call)
+            if tool := self._http_tools.get(call.name):
+                result = await self._call_http(tool, call.arguments)
+            else:
+                result = self._tool_result(call)
         except tools.ToolArgumentError as error:
             result = {"result": "failed", "message": str(error)}
         self._events.put_nowait(cv.ToolDone(call.call_id, result))
+
+    async def _call_http(self, tool: http_tools.HttpTool, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        async with self.ctx.store.session() as session:
+            secret = await session.scalar(select(Customer.webhook_secret).where(Customer.id == self.row.customer_id))
+        about = {"aicall_id": self.row.id, "call_id": self.request.call_id}
+        async with egress_client(self.ctx.egress, timeout=http_tools.TIMEOUT_S) as client:
+            return await http_tools.call(client, tool, arguments, about, secret or "")
 
     def _tool_result(self, call: cv.RunTool) -> dict[str, Any]:
         if call.name not in self._tools:

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from pydantic import Field, field_validator
 
 from voipbin.ai.config import AiConfigError, checked_engine_model, checked_speech_types, checked_tool_names
+from voipbin.ai.http_tools import MAX_TOOLS, checked_http_tools
 from voipbin.api.crud import get_owned, list_view, soft_delete
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import bad_request
@@ -26,6 +27,20 @@ EngineModelText = Annotated[str, Field(max_length=160)]
 EngineKey = Annotated[str, Field(max_length=1024)]
 Language = Annotated[str, Field(max_length=35)]
 ToolNames = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=32)]
+
+
+class HttpToolIn(Strict):
+    """A tool of the customer's own: the model calls it, the platform POSTs the arguments to ``url``."""
+
+    name: Annotated[str, Field(max_length=64)]
+    description: Annotated[str, Field(max_length=1024)]
+    url: Annotated[str, Field(max_length=2048)]
+    parameters: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=dict
+    )
+
+
+HttpTools = Annotated[list[HttpToolIn], Field(max_length=MAX_TOOLS)]
 
 
 class VadConfig(Strict):
@@ -56,6 +71,7 @@ class AiIn(Strict):
     stt_language: Language = ""
     vad_config: VadConfig = Field(default_factory=VadConfig)
     tool_names: ToolNames = Field(default_factory=list)
+    http_tools: HttpTools = Field(default_factory=list)
 
     _parameter = field_validator("parameter")(_bounded_parameter)
 
@@ -75,17 +91,20 @@ class AiUpdate(Strict):
     stt_language: Language | None = None
     vad_config: VadConfig | None = None
     tool_names: ToolNames | None = None
+    http_tools: HttpTools | None = None
 
     _parameter = field_validator("parameter")(_bounded_parameter)
 
 
-def _stored(fields: dict[str, Any]) -> dict[str, Any]:
+def _stored(fields: dict[str, Any], platform: Platform) -> dict[str, Any]:
     """The fields as stored, after the checks a person gets a 400 for."""
     try:
         if "engine_model" in fields:
             fields["engine_model"] = checked_engine_model(fields["engine_model"])
         if "tool_names" in fields:
             fields["tool_names"] = checked_tool_names(fields["tool_names"])
+        if "http_tools" in fields:
+            fields["http_tools"] = checked_http_tools(fields["http_tools"], platform.egress)
         checked_speech_types(fields.get("tts_type", ""), fields.get("stt_type", ""))
     except AiConfigError as error:
         raise bad_request(str(error)) from None
@@ -108,7 +127,7 @@ def _check_runs_here(row: Ai, platform: Platform) -> None:
 
 @router.post("/ais", response_model=AiOut)
 async def create(body: AiIn, platform: PlatformDep, who: StaffDep) -> AiOut:
-    fields = _stored(body.model_dump())
+    fields = _stored(body.model_dump(), platform)
     async with platform.store.transaction() as tx:
         ai = Ai(id=new_id(), customer_id=who.customer_id, direct_hash=token_hex(6), tm_create=tx.clock.now(), **fields)
         _check_runs_here(ai, platform)
@@ -129,7 +148,7 @@ async def get_ai(ai_id: str, platform: PlatformDep, who: StaffDep) -> AiOut:
 
 @router.put("/ais/{ai_id}", response_model=AiOut)
 async def update(ai_id: str, body: AiUpdate, platform: PlatformDep, who: StaffDep) -> AiOut:
-    changes = _stored(body.model_dump(exclude_none=True))
+    changes = _stored(body.model_dump(exclude_none=True), platform)
     async with platform.store.transaction() as tx:
         ai = await get_owned(tx.session, Ai, ai_id, who.customer_id, "ai")
         for name, value in changes.items():

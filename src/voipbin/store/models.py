@@ -454,6 +454,8 @@ class Ai(Timestamps, Base):
     stt_language: Mapped[str] = mapped_column(String(35), default="")
     vad_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     tool_names: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # The customer's own tools: name, description, url, parameters (voipbin.ai.http_tools).
+    http_tools: Mapped[list[Any]] = mapped_column(JSON, default=list)
     direct_hash: Mapped[str] = mapped_column(String(32), default="")
 
 
