@@ -11,11 +11,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import argon2
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from tests.backends import backend_changes
 from voipbin.api.app import create_app
+from voipbin.auth import passwords
 from voipbin.config import Settings
 from voipbin.mail.outbox import read_outbox
 from voipbin.runtime import Platform
@@ -46,6 +49,20 @@ class _LogGuard(logging.Handler):
             self.problems.append(f"a credential in a log line of {record.name}: {line[:300]}")
         elif any(text in line for text in UNRETRIEVED):
             self.problems.append(f"{record.name}: {line[:300]}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashing() -> Iterator[None]:
+    """argon2 at its production cost takes ~170 ms a hash on CI's cores, and a test's tenants take
+    five (the operator's login, the customer's password, its login...): over ten minutes of a run.
+    Tests hash at argon2's cheapest profile instead; a hash carries its parameters, so everything
+    else stays as it is, and the production cost is untouched."""
+    patch = pytest.MonkeyPatch()
+    cheap = PasswordHasher.from_parameters(argon2.profiles.CHEAPEST)
+    patch.setattr(passwords, "_hasher", cheap)
+    patch.setattr(passwords, "_DUMMY_HASH", cheap.hash("not-a-real-password-7c1e4b"))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(autouse=True)
