@@ -59,10 +59,16 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
 
 
+SAY_MARKS = ("today", "platform", "speaking")
+"""Words of ``SAY`` that the greeting does not hold."""
+
+
 def said_the_say(transcript: str) -> bool:
-    """Whether ``SAY``'s opening words are in a transcript, whatever punctuation or utterance
-    breaks the recogniser put between them (a loaded box may pause between rendered pieces)."""
-    return "how are you today" in " ".join(_words(transcript))
+    """Whether ``SAY`` is in a transcript: two of its own words, whatever punctuation or utterance
+    breaks the recogniser put between them (a loaded box may pause between rendered pieces) and
+    though it drops a word ("Hello, are you today?" was heard once in CI for "how are you today")."""
+    heard = set(_words(transcript))
+    return sum(word in heard for word in SAY_MARKS) >= 2
 
 
 @pytest.fixture
