@@ -85,7 +85,8 @@ async def test_aicalls_have_voipbin_s_shape_and_filter(client: httpx.AsyncClient
     call_id = new_id()
     on_call = await seed_aicall(platform, alice, reference_id=call_id, status="progressing", ai_engine_model="openai.gpt-5-mini",
                                 ai_vad_config={"confidence": 0.7}, stt_language="en-US", call_metadata={"prompt_snapshots": []})
-    ended = await seed_aicall(platform, alice, reference_id=new_id(), status="terminated")
+    ai_id = new_id()
+    ended = await seed_aicall(platform, alice, reference_id=new_id(), status="terminated", assistance_id=ai_id)
 
     fetched = await client.get(f"/v1.0/aicalls/{on_call}", params=alice.auth)
     assert fetched.status_code == 200, fetched.text
@@ -102,6 +103,8 @@ async def test_aicalls_have_voipbin_s_shape_and_filter(client: httpx.AsyncClient
     by_status = await client.get("/v1.0/aicalls", params={**alice.auth, "status": "terminated"})
     assert [a["id"] for a in by_call.json()["result"]] == [on_call]
     assert [a["id"] for a in by_status.json()["result"]] == [ended]
+    by_ai = await client.get("/v1.0/aicalls", params={**alice.auth, "assistance_id": ai_id})
+    assert [a["id"] for a in by_ai.json()["result"]] == [ended]
     assert (await client.get("/v1.0/aicalls", params={**alice.auth, "status": "ringing"})).status_code == 400
 
 

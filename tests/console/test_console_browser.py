@@ -3,14 +3,21 @@ extension, registers baresip to it and places a test call, watching it live."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.ai.fake_llm import FakeLlm, Scripted
+from tests.conftest import ADMIN
 from tests.peers.baresip import Baresip, tone
 
 pytestmark = pytest.mark.slow
@@ -235,3 +242,89 @@ def test_phone_sized_screen_folds_the_menu(tab: Walk) -> None:
     signup.click()
     tab.heading("Create an account")
     expect(signup).to_be_hidden()  # choosing a page folds the menu again
+
+
+@contextmanager
+def scripted_llm(*replies: Scripted) -> Iterator[FakeLlm]:
+    """The scripted OpenAI-compatible server, on an event loop of its own beside the sync browser."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-llm", daemon=True)
+    thread.start()
+    fake = FakeLlm()
+    fake.script(*replies)
+    asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
+    try:
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip-core is installed by `make test`")
+def test_an_ai_agent_is_made_answers_a_number_and_talks_on_a_test_call(
+    tab: Walk, console_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = tab.page
+    token = httpx.post(f"{console_server}/auth/login", json=ADMIN).json()["token"]
+    auth = {"token": token}
+    extension = {"name": "ai-phone", "detail": "d", "extension": "2301", "password": "desk-pass-2301"}
+    httpx.post(f"{console_server}/v1.0/extensions", params=auth, json=extension).raise_for_status()
+    if not httpx.get(f"{console_server}/v1.0/numbers", params=auth).json()["result"]:
+        httpx.post(f"{console_server}/v1.0/numbers", params=auth, json={"number": "+8991234567", "type": "virtual"})
+    page.goto("/console/#/login")
+    page.get_by_label("Email (username)").fill(ADMIN["username"])
+    page.get_by_label("Password").fill(ADMIN["password"])
+    page.get_by_role("button", name="Log in").click()
+    tab.heading("Dashboard")
+
+    with scripted_llm(Scripted(text="Hello, this is Rosa's Bakery.")) as llm:
+        monkeypatch.setenv("VOIPBIN_LLM_OLLAMA_URL", llm.url)
+        tab.nav("AI agents")
+        tab.heading("AI agents")
+        page.get_by_label(re.compile(r"^Name")).fill("Bakery line")  # "Name (optional)", as the schema says
+        page.get_by_label("Engine model").fill("ollama.llama3.2")
+        page.get_by_label("Instructions").fill("You answer the phone for Rosa's Bakery.")
+        page.get_by_label("Put the caller through (connect_call)").check()
+        page.get_by_role("button", name="Create").click()
+        tab.heading("AI agent")
+        expect(page.get_by_role("region", name="Bakery line")).to_contain_text("connect_call, stop_service")
+        ai_id = page.url.rsplit("/", 1)[1]
+        tab.shot("ai-created")
+
+        page.get_by_role("button", name="Answer calls to it").click()
+        expect(page.get_by_role("status")).to_contain_text("are now answered by Bakery line")
+        number = httpx.get(f"{console_server}/v1.0/numbers", params=auth).json()["result"][0]
+        flow = httpx.get(f"{console_server}/v1.0/flows/{number['call_flow_id']}", params=auth).json()
+        assert [(a["type"], a["option"]["assistance_id"]) for a in flow["actions"]] == [("ai_talk", ai_id)]
+
+        ext_id = next(e["id"] for e in httpx.get(f"{console_server}/v1.0/extensions", params=auth).json()["result"]
+                      if e["extension"] == "2301")
+        customer_id = httpx.get(f"{console_server}/v1.0/customer", params=auth).json()["id"]
+        config = httpx.get(f"{console_server}/console/config.json").json()
+        baresip = Baresip.start(tmp_path / "baresip", user="2301", password="desk-pass-2301",
+                                domain=f"{customer_id}.{config['registrar_suffix']}", sip_port=config["sip_port"],
+                                microphone=tone(tmp_path / "mic.wav", 600.0, seconds=60))
+        try:
+            expect(page.get_by_label("Ring extension")).to_contain_text("2301")
+            deadline = time.monotonic() + 15
+            while not httpx.get(f"{console_server}/v1.0/extensions/{ext_id}", params=auth).json().get("registered"):
+                assert time.monotonic() < deadline, f"baresip did not register:\n{baresip.log[-2000:]}"
+                time.sleep(0.2)
+            page.get_by_label("Ring extension").select_option("2301")
+            page.get_by_role("button", name="Ring it").click()
+            conversation = page.get_by_role("region", name="Conversations").get_by_role("link").first
+            expect(conversation).to_be_visible(timeout=20_000)
+            conversation.click()
+            tab.heading("AI conversation")
+            turns = page.get_by_role("list", name="Conversation")
+            expect(turns.locator('li[data-role="assistant"]').first).to_have_text("AI:Hello, this is Rosa's Bakery.", timeout=20_000)
+            expect(page.locator("#aicall-status")).to_have_attribute("data-status", "progressing")
+            tab.shot("ai-conversation")
+            page.get_by_role("button", name="End the conversation").click()
+            expect(page.locator("#aicall-status")).to_have_attribute("data-status", "terminated", timeout=10_000)
+            tab.shot("ai-conversation-ended")
+        finally:
+            baresip.stop()
+    assert llm.requests and "Rosa's Bakery" in llm.requests[0]["messages"][0]["content"]

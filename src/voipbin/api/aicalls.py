@@ -55,9 +55,12 @@ async def list_aicalls(
     who: StaffDep,
     paging: PagingDep,
     reference_id: Annotated[str, Query(max_length=36, description="Only those on this call.")] = "",
+    assistance_id: Annotated[str, Query(max_length=36, description="Only those of this AI.")] = "",
     status: Annotated[Status | None, Query(description="Only those in this status, e.g. progressing.")] = None,
 ) -> Page[AiCallOut]:
     filters = [AiCall.reference_id == reference_id] if reference_id else []
+    if assistance_id:
+        filters.append(AiCall.assistance_id == assistance_id.lower())
     if status:
         filters.append(AiCall.status == status)
     return await list_view(platform, AiCall, AiCallOut, who.customer_id, paging, *filters)

@@ -8,6 +8,7 @@ import { route, navigate, start } from "./router.js";
 import { loadSchema } from "./schema.js";
 import { session } from "./session.js";
 import * as accesskeys from "./pages/accesskeys.js";
+import * as ais from "./pages/ais.js";
 import * as account from "./pages/account.js";
 import * as calls from "./pages/calls.js";
 import * as dashboard from "./pages/dashboard.js";
@@ -34,6 +35,9 @@ route("/numbers", numbers.render, { title: "Numbers" });
 route("/calls", calls.list, { title: "Calls" });
 route("/calls/new", newCall.render, { title: "Place a test call" });
 route("/calls/:id", calls.detail, { title: "Call" });
+route("/ais", ais.list, { title: "AI agents" });
+route("/ais/:id", ais.detail, { title: "AI agent" });
+route("/aicalls/:id", ais.conversation, { title: "AI conversation" });
 route("/events", stream.render, { title: "Live events" });
 route("/accesskeys", accesskeys.render, { title: "Access keys", access: "admin" });
 route("/settings", settings.render, { title: "Settings" });
@@ -41,7 +45,7 @@ route("/settings", settings.render, { title: "Settings" });
 function navItems() {
   const mail = config.mailbox ? [["#/mailbox", "Mailbox"]] : [];
   if (!session.token) return [["#/login", "Log in"], ["#/signup", "Sign up"], ...mail];
-  const items = [["#/", "Dashboard"], ["#/extensions", "Extensions"], ["#/numbers", "Numbers"], ["#/calls", "Calls"], ["#/events", "Events"]];
+  const items = [["#/", "Dashboard"], ["#/extensions", "Extensions"], ["#/numbers", "Numbers"], ["#/calls", "Calls"], ["#/ais", "AI agents"], ["#/events", "Events"]];
   if (session.isAdmin) items.push(["#/accesskeys", "Access keys"]);
   return [...items, ["#/settings", "Settings"], ...mail];
 }
