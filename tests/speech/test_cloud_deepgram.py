@@ -216,6 +216,18 @@ async def test_without_interim_results_only_the_final_utterance_comes(
     assert all(isinstance(event, Utterance) and event.decode_ms >= 0 for event in events)
 
 
+async def test_with_boundaries_only_the_speech_edges_come_beside_the_final(
+    fake_deepgram: Callable[..., Awaitable[FakeDeepgram]],
+) -> None:
+    fake = await fake_deepgram(script=CONVERSATION)
+
+    events = await transcribe(DeepgramTranscriber(KEY, boundaries=True, base_url=fake.url), numbered_frames(8))
+
+    assert [shape(event) for event in events] == [
+        ("boundary", "started", 0.5), ("boundary", "ended", 2.2), ("final", "hello world how are you", 0.4, 2.2),
+    ]
+
+
 async def test_pieces_deepgram_finalises_at_closestream_end_the_last_utterance(
     fake_deepgram: Callable[..., Awaitable[FakeDeepgram]],
 ) -> None:

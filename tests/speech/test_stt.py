@@ -186,6 +186,13 @@ async def test_interim_results_come_in_order_only_when_asked(speech: bytes) -> N
     assert [type(e) for e in await collect(plain)] == [Utterance]
     assert quiet.interims == 0
 
+    # An AI needs only to know when the caller starts speaking (a barge-in): no decoding meanwhile.
+    bounded = FakePool("Please connect me.")
+    edges = Transcriber(cast(SttWorkerPool, bounded), boundaries=True)
+    await feed_paced(edges, silence(0.5) + speech + silence(1.0), every=1)
+    seen = [e.kind if isinstance(e, SpeechBoundary) else type(e).__name__ for e in await collect(edges)]
+    assert seen == ["started", "ended", "Utterance"] and bounded.interims == 0
+
 
 async def test_a_stream_too_far_behind_reports_the_speech_it_drops(speech: bytes) -> None:
     pool = GatedPool()

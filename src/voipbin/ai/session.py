@@ -143,7 +143,7 @@ class AiTalkSession:
 
     async def run(self) -> AiTalkResult:
         await self._add(self.row, "aicall_status_initiating")
-        transcriber = self.ctx.transcriber(language=self.row.stt_language, provider=self._stt_provider(), interim=True)
+        transcriber = self.ctx.transcriber(language=self.row.stt_language, provider=self._stt_provider(), boundaries=True)
         untap = self.request.endpoint.add_tap("in", transcriber.feed)
         self._spawn(self._listen(transcriber))
         timer = None

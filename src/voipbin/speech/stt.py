@@ -350,7 +350,8 @@ class Transcriber:
     ``close`` and the decodes queued before it are done: a final ``Utterance``
     per utterance, ``SpeechDropped`` when the recognisers fell too far behind to
     decode one, and with ``interim`` also ``SpeechBoundary`` and interim
-    ``Utterance`` (``final=False``) events while the caller speaks.
+    ``Utterance`` (``final=False``) events while the caller speaks; with
+    ``boundaries`` only the ``SpeechBoundary`` ones (no decoding while they speak).
 
     End of turn: after ``quick_end_ms`` of silence the utterance so far is decoded
     at once; if its text ends a sentence and the caller has stayed silent, that is
@@ -366,6 +367,7 @@ class Transcriber:
         *,
         language: str = "en-US",
         interim: bool = False,
+        boundaries: bool = False,
         vad_mode: int = 2,
         quick_end_ms: int = 200,
         hangover_ms: int = 600,
@@ -379,6 +381,7 @@ class Transcriber:
         check_language(language)
         self._pool = pool
         self._interim = interim
+        self._boundaries = interim or boundaries
         self._vad = webrtcvad.Vad(vad_mode)
         self._quick = quick_end_ms // FRAME_MS
         self._hangover = max(self._quick + 1, hangover_ms // FRAME_MS)
@@ -442,7 +445,7 @@ class Transcriber:
         turn = _Turn(bytearray(lead + b"".join(self._preroll)), index - self._preroll_frames, index, index)
         self._preroll.clear()
         self._turn = turn
-        if self._interim:
+        if self._boundaries:
             self._emit(SpeechBoundary("started", index * FRAME_S))
         return turn
 
@@ -485,7 +488,7 @@ class Transcriber:
         if turn is None or turn.voiced < self._min_voiced:
             return
         start, end = turn.first_voiced * FRAME_S, (turn.last_voiced + 1) * FRAME_S
-        if self._interim:
+        if self._boundaries:
             self._emit(SpeechBoundary("ended", end))
         if turn.speculation is not None and turn.speculation[0] == turn.last_voiced:
             decode = turn.speculation[1]  # no speech since: that decode heard it all

@@ -45,7 +45,7 @@ class DeepgramTranscriber:
 
     Create it inside the event loop and always ``close`` it. ``results`` yields final
     ``Utterance`` events, and with ``interim`` also interim ones and ``SpeechBoundary``
-    events, until Deepgram has answered everything sent before ``close``. An utterance's
+    events (with ``boundaries`` only the latter), until Deepgram has answered everything sent before ``close``. An utterance's
     ``decode_ms`` is how long after its last audio was fed Deepgram's answer came.
     """
 
@@ -55,6 +55,7 @@ class DeepgramTranscriber:
         *,
         language: str = "en-US",
         interim: bool = False,
+        boundaries: bool = False,
         base_url: str = DEFAULT_BASE_URL,
         model: str = "nova-2",
         endpointing_ms: int = 300,
@@ -65,6 +66,7 @@ class DeepgramTranscriber:
     ) -> None:
         self._key = api_key
         self._interim = interim
+        self._boundaries = interim or boundaries
         self._url = _listen_url(base_url, language, model, endpointing_ms)
         self._max_backlog = int(max_backlog_s * 1000) // 20  # in frames: the media loop feeds 20 ms ones
         self._keepalive_s = keepalive_s
@@ -169,7 +171,7 @@ class DeepgramTranscriber:
         kind = message.get("type")
         if kind == "Results":
             self._on_results(message)
-        elif kind == "SpeechStarted" and self._interim:
+        elif kind == "SpeechStarted" and self._boundaries:
             self._emit(SpeechBoundary("started", float(message["timestamp"])))
 
     def _on_results(self, message: dict[str, Any]) -> None:
@@ -192,7 +194,7 @@ class DeepgramTranscriber:
             return
         utterance = _joined(self._pieces, final=True)
         self._pieces = []
-        if self._interim:
+        if self._boundaries:
             self._emit(SpeechBoundary("ended", utterance.end_time))
         self._emit(utterance)
 
