@@ -107,15 +107,20 @@ class Rig:
     def __init__(self, platform: Platform, model: FakeModel, egress: EgressPolicy | None = None, **ai: Any) -> None:
         self.endpoint = FakeEndpoint()
         self.transcriber = FakeTranscriber()
+        self.transcriber_options: dict[str, Any] = {}
         self.model = model
         self.ai = Ai(id=new_id(), customer_id=CUSTOMER, engine_model="ollama.x", init_prompt="You sell bread.",
-                     parameter={}, vad_config={}, tool_names=ai.pop("tool_names", []), http_tools=ai.pop("http_tools", []), tts_type="", tts_voice_id="",
+                     parameter={}, vad_config=ai.pop("vad_config", {}), tool_names=ai.pop("tool_names", []), http_tools=ai.pop("http_tools", []), tts_type="", tts_voice_id="",
                      stt_type="", stt_language="en-US", **ai)
-        ctx = AiContext(platform.store, platform.clock, platform.speech.tts, lambda **_: self.transcriber, egress or platform.egress)
+        ctx = AiContext(platform.store, platform.clock, platform.speech.tts, self._transcriber, egress or platform.egress)
         request = AiTalkRequest(new_id(), CUSTOMER, new_id(), self.endpoint, self.ai.id, 0, {"voipbin.call.id": "c1"})  # type: ignore[arg-type]
         self.session = AiTalkSession(ctx, self.ai, request, model)  # type: ignore[arg-type]
         self.platform = platform
         self.task: asyncio.Task[AiTalkResult] | None = None
+
+    def _transcriber(self, **options: Any) -> FakeTranscriber:
+        self.transcriber_options = options
+        return self.transcriber
 
     def start(self) -> None:
         self.task = asyncio.ensure_future(self.session.run())
@@ -221,6 +226,15 @@ async def test_connect_call_and_set_variables_become_the_result(rig: Callable[..
     assert result.connect == ({"type": "extension", "target": "2001"},)
     assert result.variables["order.size"] == "large" and "voipbin.call.id" not in result.variables
     assert "not voipbin.*" in model.asked[1][-1]["content"]  # the refused call was reported to the model
+
+
+async def test_vad_config_start_secs_is_how_much_voice_makes_a_barge_in(rig: Callable[..., Rig]) -> None:
+    r = rig(FakeModel([LlmText("Hi.")]), vad_config={"start_secs": 0.3})
+    r.start()
+    await r.spoken(1)
+    await r.session.terminate()
+    await r.result()
+    assert r.transcriber_options["boundaries"] is True and r.transcriber_options["start_ms"] == 300
 
 
 async def test_a_model_that_fails_ends_the_ai_s_part(rig: Callable[..., Rig]) -> None:

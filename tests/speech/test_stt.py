@@ -194,6 +194,20 @@ async def test_interim_results_come_in_order_only_when_asked(speech: bytes) -> N
     assert seen == ["started", "ended", "Utterance"] and bounded.interims == 0
 
 
+async def test_start_ms_holds_the_speech_start_back_until_that_much_voice_is_heard(speech: bytes) -> None:
+    """An AI's vad_config.start_secs: a short burst (a cough) is no barge-in; a caller talking is,
+    dated from their first frame."""
+    burst = speech[len(speech) // 3 :][: 2 * 8000 * 3 // 10]  # 0.3 s from the middle of a sentence
+    short = Transcriber(cast(SttWorkerPool, FakePool("Hm.")), boundaries=True, start_ms=600)
+    await feed_paced(short, silence(0.5) + burst + silence(1.0), every=1)
+    assert not [e for e in await collect(short) if isinstance(e, SpeechBoundary)]
+
+    long = Transcriber(cast(SttWorkerPool, FakePool("Please connect me.")), boundaries=True, start_ms=600)
+    await feed_paced(long, silence(0.5) + speech + silence(1.0), every=1)
+    edges = [e for e in await collect(long) if isinstance(e, SpeechBoundary)]
+    assert [e.kind for e in edges] == ["started", "ended"] and edges[0].time == pytest.approx(0.5, abs=0.1)
+
+
 async def test_a_stream_too_far_behind_reports_the_speech_it_drops(speech: bytes) -> None:
     pool = GatedPool()
     transcriber = Transcriber(cast(SttWorkerPool, pool), max_pending=2)

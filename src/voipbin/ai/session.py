@@ -143,7 +143,9 @@ class AiTalkSession:
 
     async def run(self) -> AiTalkResult:
         await self._add(self.row, "aicall_status_initiating")
-        transcriber = self.ctx.transcriber(language=self.row.stt_language, provider=self._stt_provider(), boundaries=True)
+        transcriber = self.ctx.transcriber(
+            language=self.row.stt_language, provider=self._stt_provider(), boundaries=True, start_ms=self._barge_in_after_ms()
+        )
         untap = self.request.endpoint.add_tap("in", transcriber.feed)
         self._spawn(self._listen(transcriber))
         timer = None
@@ -204,6 +206,10 @@ class AiTalkSession:
         async with self.ctx.store.transaction() as tx:
             tx.session.add(row)
             announce(tx, row, event_type)
+
+    def _barge_in_after_ms(self) -> int:
+        """vad_config.start_secs: how much of the caller's voice makes a barge-in (0: its first frame)."""
+        return int(float(self.ai.vad_config.get("start_secs") or 0) * 1000)
 
     def _stt_provider(self) -> str:
         return "deepgram" if self.ai.stt_type == "deepgram" else ""

@@ -340,6 +340,7 @@ class _Turn:
     interim: asyncio.Task[Transcription | None] | None = None
     interim_at: int = -(1 << 30)
     interim_text: str = ""
+    started: bool = False  # its SpeechBoundary("started") has been emitted
 
 
 class Transcriber:
@@ -352,6 +353,8 @@ class Transcriber:
     decode one, and with ``interim`` also ``SpeechBoundary`` and interim
     ``Utterance`` (``final=False``) events while the caller speaks; with
     ``boundaries`` only the ``SpeechBoundary`` ones (no decoding while they speak).
+    ``start_ms`` holds "started" back until that much speech is heard (a cough is not a
+    caller talking); the boundary's time is still the speech's first frame.
 
     End of turn: after ``quick_end_ms`` of silence the utterance so far is decoded
     at once; if its text ends a sentence and the caller has stayed silent, that is
@@ -368,6 +371,7 @@ class Transcriber:
         language: str = "en-US",
         interim: bool = False,
         boundaries: bool = False,
+        start_ms: int = 0,
         vad_mode: int = 2,
         quick_end_ms: int = 200,
         hangover_ms: int = 600,
@@ -382,6 +386,7 @@ class Transcriber:
         self._pool = pool
         self._interim = interim
         self._boundaries = interim or boundaries
+        self._start_voiced = start_ms // FRAME_MS
         self._vad = webrtcvad.Vad(vad_mode)
         self._quick = quick_end_ms // FRAME_MS
         self._hangover = max(self._quick + 1, hangover_ms // FRAME_MS)
@@ -427,6 +432,8 @@ class Transcriber:
             turn.peak = max(level, turn.peak * PEAK_DECAY)
             turn.last_voiced = index
             turn.voiced += 1
+            if not turn.started and turn.voiced >= self._start_voiced:
+                self._announce(turn)
             if turn.speculation is not None:  # the caller went on: that decode is moot
                 turn.speculation[1].cancel()
                 turn.speculation = None
@@ -445,9 +452,14 @@ class Transcriber:
         turn = _Turn(bytearray(lead + b"".join(self._preroll)), index - self._preroll_frames, index, index)
         self._preroll.clear()
         self._turn = turn
-        if self._boundaries:
-            self._emit(SpeechBoundary("started", index * FRAME_S))
+        if self._start_voiced == 0:
+            self._announce(turn)
         return turn
+
+    def _announce(self, turn: _Turn) -> None:
+        turn.started = True
+        if self._boundaries:
+            self._emit(SpeechBoundary("started", turn.first_voiced * FRAME_S))
 
     def _speculate(self, turn: _Turn) -> None:
         """Decode the utterance so far; its text is the final if it ends a sentence in silence."""
@@ -488,7 +500,7 @@ class Transcriber:
         if turn is None or turn.voiced < self._min_voiced:
             return
         start, end = turn.first_voiced * FRAME_S, (turn.last_voiced + 1) * FRAME_S
-        if self._boundaries:
+        if self._boundaries and turn.started:
             self._emit(SpeechBoundary("ended", end))
         if turn.speculation is not None and turn.speculation[0] == turn.last_voiced:
             decode = turn.speculation[1]  # no speech since: that decode heard it all

@@ -45,7 +45,8 @@ class DeepgramTranscriber:
 
     Create it inside the event loop and always ``close`` it. ``results`` yields final
     ``Utterance`` events, and with ``interim`` also interim ones and ``SpeechBoundary``
-    events (with ``boundaries`` only the latter), until Deepgram has answered everything sent before ``close``. An utterance's
+    events (with ``boundaries`` only the latter; ``start_ms`` is the local recogniser's and
+    not applied: Deepgram's own voice detection says when speech starts), until Deepgram has answered everything sent before ``close``. An utterance's
     ``decode_ms`` is how long after its last audio was fed Deepgram's answer came.
     """
 
@@ -56,6 +57,7 @@ class DeepgramTranscriber:
         language: str = "en-US",
         interim: bool = False,
         boundaries: bool = False,
+        start_ms: int = 0,  # the local recogniser's option, accepted for the same call
         base_url: str = DEFAULT_BASE_URL,
         model: str = "nova-2",
         endpointing_ms: int = 300,
