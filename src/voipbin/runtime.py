@@ -12,6 +12,7 @@ from voipbin.accounts.context import AccountsContext
 from voipbin.ai.local import LocalModels
 from voipbin.ai.service import AiService
 from voipbin.ai.session import AiContext
+from voipbin.ai.summaries import SummaryContext, SummaryService
 from voipbin.auth.throttle import Throttle, make_throttle
 from voipbin.auth.tokens import JwtSigner
 from voipbin.calls.context import CallContext
@@ -74,6 +75,14 @@ class Platform:
         self.ai = AiService(
             AiContext(self.store, self.clock, self.speech.tts, self.speech.transcriber, self.egress), os.environ, self.local_llm
         )
+        # Summaries reach calls (to transcribe one, to run a flow) only through the calls' front door.
+        self.summaries = SummaryService(SummaryContext(
+            self.store, self.clock, self.bus, self.ai.summary_model,
+            transcribe_call=lambda customer_id, call_id, language: self.calls.ensure_transcribe(customer_id, call_id, language),
+            start_flow=lambda customer_id, flow_id, variables, reference: self.calls.start_flow(
+                customer_id, flow_id, variables, reference
+            ),
+        ))
         self.calls = CallService(CallContext(
             settings=settings,
             store=self.store,
@@ -87,6 +96,7 @@ class Platform:
             spawn=self.background.spawn,
             node_id=self.nodes.id,
             ai_talk=self.ai.talk,
+            ai_summary=self.summaries.create,
         ))
         self.sip.ua.on_incoming = self.calls.incoming
         self.store.before_commit.append(queue_deliveries)
@@ -107,6 +117,7 @@ class Platform:
             await self.store.close()
             raise
         await self.webhooks.start()
+        await self.summaries.start()
         if self.settings.takes_calls:
             await self.sip.start()
             self.nodes.sip_address = f"{self.settings.advertised_address}:{self.sip.stack.port}"
@@ -121,6 +132,7 @@ class Platform:
         if not self.started:
             return
         self.started = False
+        await self.summaries.stop()
         await self.calls.stop()
         await self.background.close()
         await self.nodes.stop()

@@ -356,6 +356,18 @@ class AiMessageOut(Owned):
     )
     tool_call_id: str
 
+class AiSummaryOut(Owned):
+    """VoIPBIN's AI summary: ``progressing`` while the transcript grows, ``done`` with ``content``."""
+
+    activeflow_id: str
+    on_end_flow_id: str
+    reference_type: str
+    reference_id: str
+    status: str
+    language: str
+    content: str
+
+
 # Each stored resource's name in topics and event types, and its public view.
 RESOURCES: dict[type[Any], tuple[str, type[Resource]]] = {
     models.Customer: ("customer", CustomerOut),
@@ -368,6 +380,7 @@ RESOURCES: dict[type[Any], tuple[str, type[Resource]]] = {
     models.Ai: ("ai", AiOut),
     models.AiCall: ("aicall", AiCallOut),
     models.AiMessage: ("aimessage", AiMessageOut),
+    models.AiSummary: ("summary", AiSummaryOut),
     models.StorageFile: ("storage_file", StorageFileOut),
     models.Call: ("call", CallOut),
     models.Groupcall: ("groupcall", GroupcallOut),

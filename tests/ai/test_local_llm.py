@@ -110,20 +110,21 @@ async def test_the_packaged_model_streams_an_answer_and_is_stopped(tmp_path: Pat
     try:
         url = await models.endpoint(PACKAGED_MODEL)
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
-        assert await models.endpoint(PACKAGED_MODEL) == url  # one server per model
+        assert await models.endpoint(PACKAGED_MODEL) == url  # one server per model and pool
+        batch = await models.endpoint(PACKAGED_MODEL, "batch")  # summaries queue on a server of their own
+        assert batch != url and (tmp_path / "logs" / f"llm-{PACKAGED_MODEL}-batch.log").exists()
 
         async with httpx.AsyncClient(timeout=60) as client:
             pieces = [c async for c in chunks(client, url, "What is the capital of France?", max_tokens=40)]
         text = "".join(c["choices"][0]["delta"].get("content") or "" for c in pieces)
         assert text.strip()
         assert pieces[-1]["choices"][0]["finish_reason"] in ("stop", "length")
-        server = models._servers[PACKAGED_MODEL]
-        pid = server.pid
-        assert pid is not None and (tmp_path / "logs" / f"llm-{PACKAGED_MODEL}.log").exists()
+        pids = [server.pid for server in models._servers.values()]
+        assert len(pids) == 2 and None not in pids and (tmp_path / "logs" / f"llm-{PACKAGED_MODEL}.log").exists()
     finally:
         await models.close()
 
-    assert gone(pid)
+    assert all(gone(pid) for pid in pids if pid is not None)
     with pytest.raises(LocalModelError, match="stopped"):
         await models.endpoint(PACKAGED_MODEL)
 

@@ -19,6 +19,7 @@ SEED_ERA_CREATE_STATUS = {
     "/v1.0/aicalls": 200,
     "/v1.0/aimessages": 200,
     "/v1.0/ais": 200,
+    "/v1.0/aisummaries": 200,
     "/v1.0/calls": 200,
     "/v1.0/customers": 200,
     "/v1.0/extensions": 200,

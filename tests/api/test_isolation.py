@@ -15,7 +15,7 @@ from tests.conftest import Tenant
 from voipbin.api.app import create_app
 from voipbin.core.ids import new_id
 from voipbin.runtime import Platform
-from voipbin.store.models import Activeflow, AiCall, AiMessage, Recording, Speaking, StorageFile, Transcribe
+from voipbin.store.models import Activeflow, AiCall, AiMessage, AiSummary, Recording, Speaking, StorageFile, Transcribe
 
 # How to make one resource of each kind as alice through the API, and a harmless body for PUTs.
 POSTED: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
@@ -35,6 +35,7 @@ STORED = {
     "storage_file_id": StorageFile,
     "aicall_id": AiCall,
     "aimessage_id": AiMessage,
+    "summary_id": AiSummary,
 }
 FROM_CALLS = {"call_id", "groupcall_id"}
 OPERATOR_ONLY = {"customer_id", "provider_id"}
@@ -122,7 +123,7 @@ async def test_other_customers_resources_are_invisible(
 async def test_lists_hold_only_own_rows(client: httpx.AsyncClient, platform: Platform, alice: Tenant, bob: Tenant) -> None:
     await make_resources(client, platform, alice)
     for collection in ("extensions", "numbers", "accesskeys", "agents", "flows", "calls", "groupcalls", "activeflows", "transcribes", "speakings", "recordings",
-                       "storage_files", "ais", "aicalls"):
+                       "storage_files", "ais", "aicalls", "aisummaries"):
         theirs = (await client.get(f"/v1.0/{collection}", params=alice.auth)).json()["result"]
         rows = (await client.get(f"/v1.0/{collection}", params=bob.auth)).json()["result"]
         assert theirs, collection  # alice has some, so bob seeing none of them means something

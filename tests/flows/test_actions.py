@@ -25,7 +25,7 @@ def test_supported_types() -> None:
     assert {
         "answer", "talk", "play", "sleep", "hangup", "transcribe_start", "transcribe_stop",
         "recording_start", "recording_stop", "digits_receive", "digits_send", "goto", "branch",
-        "condition_variable", "variable_set", "connect", "webhook_send", "ai_talk", "stop",
+        "condition_variable", "variable_set", "connect", "webhook_send", "ai_talk", "ai_summary", "stop",
     } == SUPPORTED_TYPES  # fmt: skip
 
 
@@ -221,6 +221,11 @@ def test_every_supported_type_accepts_a_minimal_option() -> None:
         (
             [{"type": "webhook_send", "option": {"uri": "https://x", "method": "PATCH"}}],
             "actions[0] webhook_send: option 'method' must be one of 'POST', 'GET', 'PUT', 'DELETE'",
+        ),
+        (
+            [{"type": "ai_summary", "option": {"reference_type": "meeting"}}],
+            ("actions[0] ai_summary: option 'reference_type' must be one of '', 'call', 'conference', 'transcribe', "
+             "'recording'"),
         ),
     ],
 )

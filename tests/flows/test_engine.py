@@ -38,6 +38,7 @@ from voipbin.flows.engine import (
     SendDigits,
     SendWebhook,
     StartRecording,
+    StartSummary,
     StartTimer,
     StartTranscribe,
     StopMedia,
@@ -622,3 +623,21 @@ def test_actions_keep_their_ids_across_runs() -> None:
     second = [c.action.id for c in run_flow(actions) if isinstance(c, ActionStarted)]
     assert first == second == [a.id for a in actions]
     assert all(isinstance(a, Action) for a in actions)
+
+
+# --- ai_summary ---------------------------------------------------------------
+
+
+def test_ai_summary_asks_for_the_summary_of_the_call_and_goes_on_at_once() -> None:
+    active = flow([
+        {"type": "ai_summary", "option": {"on_end_flow_id": A, "language": "de-DE"}},
+        talk("Thanks for calling."),
+    ])  # fmt: skip
+    commands = without_started(active.start(EPOCH))
+    assert commands[0] == StartSummary("call", "", "de-DE", A)
+    assert spoken(commands) == ["Thanks for calling."]
+
+
+def test_ai_summary_of_a_named_transcribe_keeps_its_reference() -> None:
+    active = flow([{"type": "ai_summary", "option": {"reference_type": "transcribe", "reference_id": B}}])
+    assert without_started(active.start(EPOCH)) == [StartSummary("transcribe", B, "", ""), FlowEnded(FINISHED)]

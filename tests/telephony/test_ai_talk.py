@@ -9,6 +9,7 @@ sent and received with taps on the call's RTP endpoint (the 20 ms frames on the 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import wave
 from collections.abc import AsyncIterator
@@ -21,6 +22,8 @@ import pytest
 
 from tests.ai.fake_llm import FakeLlm, Scripted
 from tests.conftest import Tenant
+from tests.events.test_webhooks import Receiver, receiving
+from tests.live import free_port
 from tests.peers import pjsua
 from tests.peers.baresip import Baresip, dominant_frequency, tone
 from tests.peers.pjsua import Pjsua
@@ -287,3 +290,53 @@ async def test_the_shipped_local_model_answers_a_call(
     assert len(spoken & set(words(text))) >= 0.5 * len(spoken), (answer, text)  # the reply was heard
     relevant = {"open", "opens", "morning", "bakery", "am", "seven", "tomorrow", "hours", "time", "pm"}
     assert relevant & set(words(answer)) or re.search(r"\b7\b", answer), answer
+
+
+async def test_ai_summary_in_the_calls_flow_summarises_the_call_and_runs_its_on_end_flow(
+    tmp_path: Path, client: httpx.AsyncClient, platform: Platform, alice: Tenant, llm: FakeLlm,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """VoIPBIN skips ai_summary inside call flows; here it transcribes the call, summarises it once
+    the call has ended, and hands the summary to the customer's on_end_flow_id (a webhook here)."""
+    summary = "The caller asked when the bakery opens tomorrow; it opens at seven."
+    monkeypatch.setenv("VOIPBIN_SUMMARY_ENGINE_MODEL", "ollama.scripted")
+    llm.script(Scripted(text=GREETING), Scripted(text=ANSWER), Scripted(text=summary))
+    receiver = Receiver(free_port())
+    hook = {"type": "webhook_send", "option": {
+        "sync": True, "uri": receiver.url, "data": '{"id": "${voipbin.ai_summary.id}", "summary": "${voipbin.ai_summary.content}"}',
+    }}  # fmt: skip
+    after = await client.post("/v1.0/flows", params=alice.auth, json={"name": "after the call", "actions": [hook]})
+    ai_id, number = await ai_number(client, alice)
+    actions = [{"type": "ai_summary", "option": {"on_end_flow_id": after.json()["id"]}},
+               {"type": "ai_talk", "option": {"assistance_id": ai_id, "duration": 120}}]
+    flow = await client.post("/v1.0/flows", params=alice.auth, json={"name": "summarised", "actions": actions})
+    numbers = (await client.get("/v1.0/numbers", params=alice.auth)).json()["result"]
+    await client.put(f"/v1.0/numbers/{numbers[0]['id']}", params=alice.auth, json={"call_flow_id": flow.json()["id"]})
+    mic = await microphone(platform, tmp_path / "mic.wav", (4.0, QUESTION))
+    phone = await calling_phone(client, platform, alice, tmp_path / "phone", mic)
+    with receiving(receiver):
+        try:
+            dial(phone, alice, number)
+            call_id = await the_call(client, alice)
+
+            async def answered() -> bool:
+                return any(m["role"] == "assistant" and "seven" in m["content"] for m in await aimessages(client, alice))
+
+            await until_async(answered, 30)
+            await asyncio.sleep(4)  # the answer plays to its end, and is transcribed
+            found = (await client.get("/v1.0/aisummaries", params={**alice.auth, "reference_id": call_id})).json()
+            assert [s["status"] for s in found["result"]] == ["progressing"]  # until the call ends
+            phone.hangup()
+            await until_status(client, alice, call_id, "hangup", timeout=10)
+        finally:
+            phone.stop()
+        await until(lambda: bool(receiver.received), 30)
+
+    made = (await client.get("/v1.0/aisummaries", params={**alice.auth, "reference_id": call_id})).json()["result"]
+    assert [(s["status"], s["content"], s["reference_type"]) for s in made] == [("done", summary, "call")]
+    assert json.loads(receiver.received[0].body) == {"id": made[0]["id"], "summary": summary}
+    transcript = llm.requests[2]["messages"][-1]["content"]
+    said = [line for line in transcript.splitlines() if line.startswith("Caller: ")]
+    heard = [line for line in transcript.splitlines() if line.startswith("Agent: ")]
+    assert {"what", "time", "open", "tomorrow"} <= set(words(" ".join(said))), transcript
+    assert {"bakery", "help"} <= set(words(" ".join(heard))), transcript

@@ -267,23 +267,27 @@ class LocalModels:
         self._data_dir = data_dir
         self._environ = os.environ if environ is None else environ
         self._threads = thread_count(self._environ)  # a bad setting fails at startup, not mid-call
-        self._servers: dict[str, LocalModelServer] = {}
+        self._servers: dict[tuple[str, str], LocalModelServer] = {}
         self._closed = False
 
     def check(self, name: str) -> None:
         """Raise AiConfigError (naming the models on offer) unless ``name`` is a local model here."""
         model_path(name, self._environ, self._data_dir)
 
-    async def endpoint(self, name: str) -> str:
+    async def endpoint(self, name: str, pool: str = "calls") -> str:
         """The OpenAI base URL serving local model ``name``; AiConfigError if there is no such model,
-        LocalModelError if its server cannot start (or ``close`` was called)."""
-        server = self._servers.get(name)
+        LocalModelError if its server cannot start (or ``close`` was called).
+
+        Each ``pool`` has servers of its own: a server answers one request at a time, so a summary
+        of a long call (pool ``batch``) must not hold up the next turn of a live one (``calls``)."""
+        server = self._servers.get((name, pool))
         if server is None:
             if self._closed:
                 raise LocalModelError("the local models are stopped")
             path = model_path(name, self._environ, self._data_dir)
-            log_file = self._data_dir / "logs" / f"llm-{name}.log"
-            server = self._servers[name] = LocalModelServer(path, log_file=log_file, threads=self._threads)
+            suffix = "" if pool == "calls" else f"-{pool}"
+            log_file = self._data_dir / "logs" / f"llm-{name}{suffix}.log"
+            server = self._servers[(name, pool)] = LocalModelServer(path, log_file=log_file, threads=self._threads)
         return await server.url()
 
     async def close(self) -> None:

@@ -8,26 +8,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Final, Protocol
 
 from sqlalchemy import select
 
 from voipbin.ai.config import AiConfigError
 from voipbin.ai.llm import ChatModel, LlmEndpoint, OpenAiChat, endpoint_for
-from voipbin.ai.local import LocalModelError
+from voipbin.ai.local import PACKAGED_MODEL, LocalModelError
 from voipbin.ai.session import AiContext, AiTalkSession
 from voipbin.calls.service import AiTalkRefused, AiTalkRequest, AiTalkResult
 from voipbin.store.models import Ai, AiMessage
 
 log = logging.getLogger(__name__)
 
+SUMMARY_MODEL_SETTING: Final = "VOIPBIN_SUMMARY_ENGINE_MODEL"
+DEFAULT_SUMMARY_MODEL: Final = f"local.{PACKAGED_MODEL}"
+# A summary is read, not heard: it may take its time, but not run on.
+SUMMARY_PARAMETER: Final = {"max_tokens": 300, "temperature": 0.2}
+SUMMARY_TIMEOUT_S: Final = 120.0
+
+
 class LocalModels(Protocol):
     def check(self, name: str) -> None:
         """Raise AiConfigError unless ``name`` (of ``local.<name>``) is a local model here."""
         ...
 
-    async def endpoint(self, name: str) -> str:
-        """The base URL of the model's server, started if need be."""
+    async def endpoint(self, name: str, pool: str = ...) -> str:
+        """The base URL of the model's server for this pool of work, started if need be."""
         ...
 
 
@@ -83,6 +90,18 @@ class AiService:
             self._local.check(name)
         else:
             endpoint_for(engine_model, engine_key, self._environ)
+
+    async def summary_model(self) -> ChatModel:
+        """The model summaries are made with: the operator's ``VOIPBIN_SUMMARY_ENGINE_MODEL``
+        (``<target>.<model>``, its key from ``VOIPBIN_LLM_<TARGET>_KEY``), else the shipped local one,
+        on a server of its own so that summaries never queue in front of a live call's turn."""
+        engine_model = self._environ.get(SUMMARY_MODEL_SETTING, "").strip() or DEFAULT_SUMMARY_MODEL
+        target, _, name = engine_model.partition(".")
+        if target == "local":
+            endpoint = LlmEndpoint(await self._local.endpoint(name, "batch"), name)
+        else:
+            endpoint = endpoint_for(engine_model, "", self._environ)
+        return OpenAiChat(endpoint, parameter=SUMMARY_PARAMETER, timeout_s=SUMMARY_TIMEOUT_S)
 
     async def _ai(self, customer_id: str, ai_id: str) -> Ai:
         async with self.ctx.store.session() as session:

@@ -58,6 +58,35 @@ async def no_ai_talk(request: AiTalkRequest) -> AiTalkResult:
 
 
 @dataclass(frozen=True)
+class SummaryRequest:
+    """An AI summary to make (``ai_summary`` in a flow, or ``POST /v1.0/aisummaries``)."""
+
+    customer_id: str
+    reference_type: str  # call or transcribe
+    reference_id: str
+    language: str
+    on_end_flow_id: str = ""
+    activeflow_id: str = ""
+
+
+class SummaryRefused(Exception):
+    """The summary cannot be made (no such call, nothing to transcribe...); the message says why."""
+
+    def __init__(self, message: str, reason: str = "INVALID_REQUEST_PARAMETER") -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+
+
+# Starts an AI summary; returns once it is recorded (it completes later). Raises SummaryRefused.
+AiSummarizer = Callable[[SummaryRequest], Awaitable[Any]]
+
+
+async def no_ai_summary(request: SummaryRequest) -> None:
+    raise SummaryRefused("AI summaries are not available on this node", "NOT_SUPPORTED")
+
+
+@dataclass(frozen=True)
 class CallContext:
     settings: Settings
     store: Store
@@ -74,3 +103,4 @@ class CallContext:
     spawn: Callable[[Awaitable[Any]], None]
     node_id: str
     ai_talk: AiTalker = no_ai_talk
+    ai_summary: AiSummarizer = no_ai_summary

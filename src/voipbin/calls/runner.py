@@ -13,7 +13,8 @@ import httpx
 from sqlalchemy import select
 
 from voipbin.calls import records
-from voipbin.calls.context import AiTalkRefused, AiTalkRequest, CallContext
+from voipbin.calls.context import AiTalkRefused, AiTalkRequest, CallContext, SummaryRefused, SummaryRequest
+from voipbin.calls.detached import send_webhook
 from voipbin.calls.errors import CallRequestError, RecordingError
 from voipbin.calls.recording import RecordingOptions
 from voipbin.calls.transcription import TranscribeSession
@@ -41,6 +42,7 @@ STORAGE_FILE_URL = re.compile(r"^(?:https?://[^/?#]*)?/v1\.0/storage_files/([0-9
 DialLegs = Callable[["LiveCall", dict[str, Any], list[dict[str, Any]]], Awaitable[list["LiveCall"]]]
 MEDIA_COMMANDS = (
     fe.Talk, fe.Play, fe.StartTranscribe, fe.StartRecording, fe.CollectDigits, fe.SendDigits, fe.StartTimer, fe.AiTalk,
+    fe.StartSummary,
 )  # fmt: skip
 
 
@@ -281,20 +283,36 @@ class FlowRunner:
     async def _do_StartTranscribe(self, command: fe.StartTranscribe) -> None:
         if self.transcribe is not None:
             return
-        session = TranscribeSession(
-            self.ctx, self.live, command.language, command.direction, command.provider, self.id, command.interim
-        )
         try:
-            await session.start()
+            await self.ensure_transcribe(command.language, command.direction, command.provider, command.interim)
         except SttError as error:
             log.info("transcription on call %s refused: %s", self.live.id, error)
-            return
-        self.transcribe = session
+
+    async def ensure_transcribe(
+        self, language: str, direction: str = "both", provider: str = "", interim: bool = False
+    ) -> TranscribeSession:
+        """The call's transcription, started now if it has none (SttError if it cannot be)."""
+        if self.transcribe is None:
+            session = TranscribeSession(self.ctx, self.live, language, direction, provider, self.id, interim)
+            await session.start()
+            self.transcribe = session
+        return self.transcribe
 
     async def _do_StopTranscribe(self, command: fe.StopTranscribe) -> None:
         if self.transcribe is not None:
             session, self.transcribe = self.transcribe, None
             await session.stop()
+
+    async def _do_StartSummary(self, command: fe.StartSummary) -> None:
+        """Ask for the summary and go on: it is made once the transcript is complete (the call ended)."""
+        reference_id = command.reference_id or (self.live.id if command.reference_type == "call" else "")
+        request = SummaryRequest(
+            self.live.customer_id, command.reference_type, reference_id, command.language, command.on_end_flow_id, self.id
+        )
+        try:
+            await self.ctx.ai_summary(request)
+        except SummaryRefused as refusal:
+            log.info("ai_summary on call %s refused: %s", self.live.id, refusal.message)
 
     async def _do_StartRecording(self, command: fe.StartRecording) -> None:
         try:
@@ -345,13 +363,7 @@ class FlowRunner:
 
     async def _send_webhook(self, command: fe.SendWebhook) -> None:
         try:
-            async with egress_client(self.ctx.egress, timeout=5) as client:
-                await client.request(
-                    command.method or "POST",
-                    command.uri,
-                    content=command.data.encode() if isinstance(command.data, str) else b"",
-                    headers={"Content-Type": command.data_type or "application/json"},
-                )
+            await send_webhook(self.ctx.egress, command)
         except (httpx.HTTPError, EgressBlocked, ValueError) as error:
             log.info("webhook_send of call %s failed: %s", self.live.id, describe_failure(error))
         if command.sync:

@@ -22,7 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from voipbin.accounts.defaults import ADMIN_USERNAME, default_password_in_use
 from voipbin.calls import inbound, records
 from voipbin.calls.addresses import Destination, check_source, display_name, resolve_destination, trunk_caller
-from voipbin.calls.context import AiTalkRefused, AiTalkRequest, AiTalkResult, CallContext
+from voipbin.calls.context import (
+    AiTalkRefused,
+    AiTalkRequest,
+    AiTalkResult,
+    CallContext,
+    SummaryRefused,
+    SummaryRequest,
+)
+from voipbin.calls.detached import DetachedFlows, TooManyFlows
 from voipbin.calls.errors import CallError, CallRequestError, CallStateError, RecordingError
 from voipbin.calls.live import CallChain, LiveCall
 from voipbin.calls.recording import RecordingOptions
@@ -36,14 +44,16 @@ from voipbin.sip.location import Binding
 from voipbin.sip.message import Address, Request
 from voipbin.sip.ua import CallState, SipCall
 from voipbin.sip.uri import SipUri, escape_user
+from voipbin.speech.stt import SttError
 from voipbin.speech.tts import TtsError
-from voipbin.store.models import Activeflow, Call, Flow, Groupcall, Provider, Recording, Speaking
+from voipbin.store.models import Activeflow, Call, Flow, Groupcall, Provider, Recording, Speaking, Transcribe
 from voipbin.views import announce
 
-# AiTalk*: what a feature package taking over a call (ai_talk) is handed and hands back.
+# AiTalk*: what a feature package taking over a call (ai_talk) is handed and hands back;
+# Summary*: what an ai_summary asks of the AI package.
 __all__ = [
     "AiTalkRefused", "AiTalkRequest", "AiTalkResult", "CallError", "CallRequestError", "CallService",
-    "CallStateError", "Placed", "RecordingError", "RecordingOptions",
+    "CallStateError", "Placed", "RecordingError", "RecordingOptions", "SummaryRefused", "SummaryRequest",
 ]  # fmt: skip
 
 LIVE_STATES = ("dialing", "ringing", "progressing", "terminating", "canceling")
@@ -64,12 +74,14 @@ class CallService:
         self.ctx = ctx
         self.live: dict[str, LiveCall] = {}
         self.speakings: dict[str, SpeakingSession] = {}
+        self.detached = DetachedFlows(ctx)
         # Chains of live calls by id (a chain goes once its last call does), for calls that come back.
         self._chains: weakref.WeakValueDictionary[str, CallChain] = weakref.WeakValueDictionary()
 
     async def stop(self) -> None:
         """Hang up every live call (their tasks, in the context's background, then end)."""
         await asyncio.gather(*(live.hangup("normal") for live in list(self.live.values())), return_exceptions=True)
+        await self.detached.stop_all()
 
     async def end_calls_of(self, node_ids: list[str]) -> None:
         """Calls of nodes that died cannot go on: record them as ended (failed)."""
@@ -94,6 +106,11 @@ class CallService:
                 update(Groupcall)
                 .where(Groupcall.status != "hangup", Groupcall.node_id.in_(node_ids))
                 .values(status="hangup", tm_update=now)
+            )
+            await tx.session.execute(
+                update(Transcribe)
+                .where(Transcribe.status == "progressing", Transcribe.reference_id.in_(stuck_ids))
+                .values(status="done", tm_update=now)
             )
             await tx.session.execute(
                 update(Recording)
@@ -148,10 +165,35 @@ class CallService:
         live = self.live.get(activeflow.reference_id)
         if live is not None and live.runner is not None and live.runner.id == activeflow.id:
             await live.runner.stop()
+        elif (detached := self.detached.running.get(activeflow.id)) is not None:
+            await detached.stop()
         else:
             await records.change(
                 self.ctx.store, Activeflow, activeflow.id, "activeflow_updated", status="ended", current_action={}
             )
+
+    async def ensure_transcribe(self, customer_id: str, call_id: str, language: str) -> str:
+        """The id of the live call's transcription (both directions), started now if it has none."""
+        live = self.live.get(call_id)
+        if live is None or live.customer_id != customer_id or live.status is not CallState.PROGRESSING:
+            raise CallStateError(f"Call {call_id} is not in progress on this node; only a live call can be transcribed.")
+        if live.runner is None:
+            raise CallStateError(f"Call {call_id} runs no flow to transcribe it.")
+        try:
+            return (await live.runner.ensure_transcribe(language)).row.id
+        except SttError as error:
+            raise CallError(str(error), "UNSUPPORTED_LANGUAGE") from None
+
+    async def start_flow(
+        self, customer_id: str, flow_id: str, variables: dict[str, str], reference: tuple[str, str]
+    ) -> str:
+        """Run the customer's flow without a call (calls.detached); the activeflow's id."""
+        async with self.ctx.store.session() as session:
+            actions = await self._flow_actions(session, customer_id, flow_id)
+        try:
+            return await self.detached.start(customer_id, flow_id, actions, variables, reference)
+        except TooManyFlows as error:
+            raise CallError(str(error), "TOO_MANY_FLOWS", 429) from None
 
     def _in_progress(self, call: Call, doing: str) -> LiveCall:
         live = self.live.get(call.id)

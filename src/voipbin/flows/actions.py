@@ -267,13 +267,19 @@ OPTION_SCHEMAS: Final[Mapping[str, Mapping[str, OptionField]]] = {
         "ai_id": _text(),  # VoIPBIN's older name for assistance_id, still accepted
         "duration": _seconds(),
     },
+    "ai_summary": {
+        "on_end_flow_id": _text(max_length=36),
+        "reference_type": _text("call", choices=("", "call", "conference", "transcribe", "recording")),
+        "reference_id": _text(max_length=36),  # empty: this flow's call
+        "language": _text(max_length=35),
+    },
     "stop": {},
 }
 
 SUPPORTED_TYPES: Final = frozenset(OPTION_SCHEMAS)
 
 _UNSUPPORTED_VOIPBIN_TYPES: Final = frozenset({
-    "ai_summary", "ai_task", "amd", "beep", "block", "call", "case_create",
+    "ai_task", "amd", "beep", "block", "call", "case_create",
     "condition_call_digits", "condition_call_status", "condition_datetime", "confbridge_join",
     "conference_join", "conversation_send", "echo", "email_send", "empty", "external_media_start",
     "external_media_stop", "fetch", "fetch_flow", "message_send", "mute", "queue_join", "stream_echo",

@@ -62,6 +62,7 @@ __all__ = [
     "SendDigits",
     "SendWebhook",
     "StartRecording",
+    "StartSummary",
     "StartTimer",
     "StartTranscribe",
     "StopMedia",
@@ -271,6 +272,17 @@ class AiTalk:
 
 
 @dataclass(frozen=True)
+class StartSummary:
+    """Summarise a call's (by default this flow's) or a transcribe's transcript once it is complete;
+    the flow does not wait for it (``ai_summary``)."""
+
+    reference_type: str
+    reference_id: str
+    language: str
+    on_end_flow_id: str
+
+
+@dataclass(frozen=True)
 class FlowEnded:
     """The flow is over; unless ``reason`` is HUNG_UP the call layer hangs the call up (``normal``)."""
 
@@ -295,6 +307,7 @@ Command = (
     | Connect
     | SendWebhook
     | AiTalk
+    | StartSummary
     | FlowEnded
 )
 
@@ -687,6 +700,9 @@ class ActiveFlow:
                 ai_id = value("assistance_id") or value("ai_id")
                 out.append(AiTalk(ai_id, float(value("duration")), dict(self._variables), token))
                 return _Wait(index, action, token)
+            case "ai_summary":
+                reference_type = value("reference_type") or "call"
+                out.append(StartSummary(reference_type, value("reference_id"), value("language"), value("on_end_flow_id")))
             case "stop":
                 out += self._end(STOPPED)
                 return None

@@ -504,6 +504,27 @@ class AiMessage(Timestamps, Base):
     tool_call_id: Mapped[str] = mapped_column(String(255), default="")
 
 
+class AiSummary(Timestamps, Base):
+    """A summary of a call's (or a transcribe's) transcript by a model (VoIPBIN's AI summary)."""
+
+    __tablename__ = "ai_summaries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    activeflow_id: Mapped[str] = mapped_column(String(36), default="")
+    on_end_flow_id: Mapped[str] = mapped_column(String(36), default="")
+    reference_type: Mapped[str] = mapped_column(String(16), default="call")
+    reference_id: Mapped[str] = mapped_column(String(36), default="", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="progressing", index=True)
+    language: Mapped[str] = mapped_column(String(35), default="en-US")
+    content: Mapped[str] = mapped_column(Text, default="")
+    # Internal: the transcription summarised, and until when a node has it in hand (another node,
+    # or this one after a restart, takes it up once that has passed).
+    transcribe_id: Mapped[str] = mapped_column(String(36), default="", index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+
+
+
 class StorageFile(Timestamps, Base):
     """A file a customer uploaded (``POST /v1.0/storage_files``); its bytes are kept in the data dir."""
 
