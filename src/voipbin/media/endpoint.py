@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
-from typing import Final, Literal, Self, TypeAlias
+from typing import Final, Literal, Protocol, Self, TypeAlias
 
 from voipbin.media.frames import (
     FRAME_BYTES,
@@ -48,7 +48,9 @@ __all__ = [
     "Address",
     "Bridge",
     "EndpointStats",
+    "FeedOwner",
     "MediaEngine",
+    "Mixing",
     "PcmCallback",
     "Playback",
     "PlaybackOutcome",
@@ -65,6 +67,12 @@ BRIDGE_DEPTH: Final = 3
 HOLD_ADDRESSES: Final = frozenset({"0.0.0.0", "::"})
 
 TapDirection: TypeAlias = Literal["in", "out"]
+
+
+class FeedOwner(Protocol):
+    """What feeds an endpoint's outgoing audio (a bridge, a conference mix); closed with it."""
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,7 @@ class RtpEndpoint:
         self._direction: Direction = "sendrecv"
         self._receiver = RtpReceiver()
         self._sender = RtpSender(rtcp_interval=engine.rtcp_interval)
-        self._bridge: Bridge | None = None
+        self._feed_owner: FeedOwner | None = None
         self._rtp_transport: asyncio.DatagramTransport | None = None
         self._rtcp_transport: asyncio.DatagramTransport | None = None
         self._protocols: list[_Datagrams] = []
@@ -312,6 +320,16 @@ class RtpEndpoint:
             return self._sender.taps.add(callback)
         raise ValueError(f"tap direction must be 'in' or 'out', not {direction!r}")
 
+    def attach_feed(self, owner: FeedOwner, frames: deque[bytes]) -> None:
+        """Send ``frames`` (popped one a tick, behind any playback) until ``detach_feed``: one feed at a time."""
+        if self._feed_owner is not None or self._closed:
+            raise RuntimeError(f"endpoint on port {self.local_port} is closed or already bridged")
+        self._feed_owner, self._sender.bridged = owner, frames
+
+    def detach_feed(self, owner: FeedOwner) -> None:
+        if self._feed_owner is owner:
+            self._feed_owner, self._sender.bridged = None, None
+
     def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
         """Queue RFC 4733 events; they replace audio on the ticks they are sent on."""
         self._sender.send_dtmf(digits, duration_ms)
@@ -342,8 +360,8 @@ class RtpEndpoint:
         if self._closed:
             return
         self._closed = True
-        if self._bridge is not None:
-            self._bridge.close()
+        if self._feed_owner is not None:
+            self._feed_owner.close()
         if self._codec is not None:
             self._send_rtcp(self._sender.bye())
         await self._sender.close()
@@ -369,13 +387,13 @@ class Bridge:
         if a is b:
             raise ValueError("cannot bridge an endpoint to itself")
         for endpoint in (a, b):
-            if endpoint._bridge is not None or endpoint.closed:
+            if endpoint._feed_owner is not None or endpoint.closed:
                 raise RuntimeError(f"endpoint on port {endpoint.local_port} is closed or already bridged")
         self._endpoints = (a, b)
         to_a: deque[bytes] = deque(maxlen=BRIDGE_DEPTH)
         to_b: deque[bytes] = deque(maxlen=BRIDGE_DEPTH)
-        a._bridge, a._sender.bridged = self, to_a
-        b._bridge, b._sender.bridged = self, to_b
+        a.attach_feed(self, to_a)
+        b.attach_feed(self, to_b)
         self._detach = [a.add_tap("in", to_b.append), b.add_tap("in", to_a.append)]
 
     def close(self) -> None:
@@ -383,13 +401,17 @@ class Bridge:
             detach()
         self._detach = []
         for endpoint in self._endpoints:
-            if endpoint._bridge is self:
-                endpoint._bridge = None
-                endpoint._sender.bridged = None
+            endpoint.detach_feed(self)
 
 
 def bridge(a: RtpEndpoint, b: RtpEndpoint) -> Bridge:
     return Bridge(a, b)
+
+
+class Mixing(Protocol):
+    def mix(self) -> None:
+        """Combine this tick's received frames into each leg's next outgoing one."""
+        ...
 
 
 class MediaEngine:
@@ -414,6 +436,7 @@ class MediaEngine:
         self.rtcp_interval = rtcp_interval
         self.lateness = LatenessStats()
         self._endpoints: dict[int, RtpEndpoint] = {}
+        self._mixers: list[Mixing] = []
         self._ticker: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -460,6 +483,14 @@ class MediaEngine:
             f"no RTP port pair in {self.ports.first}-{self.ports.last} could be bound"
         ) from error
 
+    def add_mixer(self, mixer: Mixing) -> None:
+        """Mix on every tick, once every endpoint has received its frame for it."""
+        self._mixers.append(mixer)
+
+    def remove_mixer(self, mixer: Mixing) -> None:
+        if mixer in self._mixers:
+            self._mixers.remove(mixer)
+
     def _forget(self, endpoint: RtpEndpoint) -> None:
         if self._endpoints.get(endpoint.local_port) is endpoint:
             del self._endpoints[endpoint.local_port]
@@ -479,6 +510,12 @@ class MediaEngine:
                 except Exception:
                     logger.exception("media endpoint on port %d failed; closing it", endpoint.local_port)
                     self._close_later(endpoint)
+            for mixer in tuple(self._mixers):
+                try:
+                    mixer.mix()
+                except Exception:
+                    logger.exception("a media mixer failed; it no longer mixes")
+                    self.remove_mixer(mixer)
             skipped = pacer.advance(now)
             if skipped:
                 for endpoint in endpoints:
