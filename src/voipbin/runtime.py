@@ -18,6 +18,7 @@ from voipbin.auth.tokens import JwtSigner
 from voipbin.calls.context import CallContext
 from voipbin.calls.nodes import NodeRegistry
 from voipbin.calls.service import CallService
+from voipbin.conferences.service import ConferenceContext, ConferenceService
 from voipbin.config import Settings
 from voipbin.core import logs
 from voipbin.core.aio import Background
@@ -83,6 +84,9 @@ class Platform:
                 customer_id, flow_id, variables, reference
             ),
         ))
+        self.conferences = ConferenceService(
+            ConferenceContext(self.store, self.clock, self.sip.media, self.nodes.id, self.background.spawn)
+        )
         self.calls = CallService(CallContext(
             settings=settings,
             store=self.store,
@@ -97,6 +101,7 @@ class Platform:
             node_id=self.nodes.id,
             ai_talk=self.ai.talk,
             ai_summary=self.summaries.create,
+            conference_join=self.conferences.seat,
         ))
         self.sip.ua.on_incoming = self.calls.incoming
         self.store.before_commit.append(queue_deliveries)
@@ -118,6 +123,7 @@ class Platform:
             raise
         await self.webhooks.start()
         await self.summaries.start()
+        await self.conferences.start()
         if self.settings.takes_calls:
             await self.sip.start()
             self.nodes.sip_address = f"{self.settings.advertised_address}:{self.sip.stack.port}"
@@ -133,6 +139,7 @@ class Platform:
             return
         self.started = False
         await self.summaries.stop()
+        await self.conferences.stop()
         await self.calls.stop()
         await self.background.close()
         await self.nodes.stop()

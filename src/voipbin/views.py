@@ -368,6 +368,40 @@ class AiSummaryOut(Owned):
     content: str
 
 
+class ConferenceOut(Owned):
+    """VoIPBIN's conference."""
+
+    type: str
+    status: str
+    name: str
+    detail: str
+    data: dict[str, Any]
+    timeout: int
+    pre_flow_id: str
+    post_flow_id: str
+    conferencecall_ids: list[str]
+    recording_id: str
+    recording_ids: list[str]
+    transcribe_id: str
+    transcribe_ids: list[str]
+    direct_hash: str = ""
+    tm_end: Timestamp = None
+
+
+class ConferencecallOut(Owned):
+    """VoIPBIN's conferencecall, with the participant's controls and whether it is talking (ours)."""
+
+    activeflow_id: str
+    conference_id: str
+    reference_type: str
+    reference_id: str
+    status: str
+    muted: bool
+    deaf: bool
+    hold: bool
+    talking: bool
+
+
 # Each stored resource's name in topics and event types, and its public view.
 RESOURCES: dict[type[Any], tuple[str, type[Resource]]] = {
     models.Customer: ("customer", CustomerOut),
@@ -381,6 +415,8 @@ RESOURCES: dict[type[Any], tuple[str, type[Resource]]] = {
     models.AiCall: ("aicall", AiCallOut),
     models.AiMessage: ("aimessage", AiMessageOut),
     models.AiSummary: ("summary", AiSummaryOut),
+    models.Conference: ("conference", ConferenceOut),
+    models.Conferencecall: ("conferencecall", ConferencecallOut),
     models.StorageFile: ("storage_file", StorageFileOut),
     models.Call: ("call", CallOut),
     models.Groupcall: ("groupcall", GroupcallOut),

@@ -21,6 +21,7 @@ SEED_ERA_CREATE_STATUS = {
     "/v1.0/ais": 200,
     "/v1.0/aisummaries": 200,
     "/v1.0/calls": 200,
+    "/v1.0/conferences": 200,
     "/v1.0/customers": 200,
     "/v1.0/extensions": 200,
     "/v1.0/flows": 200,

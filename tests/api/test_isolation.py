@@ -15,7 +15,17 @@ from tests.conftest import Tenant
 from voipbin.api.app import create_app
 from voipbin.core.ids import new_id
 from voipbin.runtime import Platform
-from voipbin.store.models import Activeflow, AiCall, AiMessage, AiSummary, Recording, Speaking, StorageFile, Transcribe
+from voipbin.store.models import (
+    Activeflow,
+    AiCall,
+    AiMessage,
+    AiSummary,
+    Conferencecall,
+    Recording,
+    Speaking,
+    StorageFile,
+    Transcribe,
+)
 
 # How to make one resource of each kind as alice through the API, and a harmless body for PUTs.
 POSTED: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
@@ -25,6 +35,7 @@ POSTED: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "agent_id": ("/v1.0/agents", {"username": "agent@alice.example", "password": "an-agent-passphrase"}, {"name": "x"}),
     "flow_id": ("/v1.0/flows", {"name": "f", "actions": [{"type": "hangup"}]}, {"name": "x"}),
     "ai_id": ("/v1.0/ais", {"name": "bot", "engine_model": "ollama.llama3.2"}, {"name": "x"}),
+    "conference_id": ("/v1.0/conferences", {"name": "c"}, {"name": "x"}),
 }
 # Made only by a live call (or, for storage files, a multipart upload), so written straight to the database.
 STORED = {
@@ -36,6 +47,7 @@ STORED = {
     "aicall_id": AiCall,
     "aimessage_id": AiMessage,
     "summary_id": AiSummary,
+    "conferencecall_id": Conferencecall,
 }
 FROM_CALLS = {"call_id", "groupcall_id"}
 OPERATOR_ONLY = {"customer_id", "provider_id"}
@@ -108,7 +120,7 @@ async def test_other_customers_resources_are_invisible(
         url = path.replace("{" + param + "}", ids[param])
         body = next((b for suffix, b in BODIES.items() if url.endswith(suffix)), None)
         if body is None and method == "PUT":
-            body = POSTED[param][2]
+            body = POSTED[param][2] if param in POSTED else {}
         response = await client.request(method, url, params=bob_auth, json=body)
         assert response.status_code == 404, (method, url, response.text)
         assert ids[param] not in response.text
@@ -123,7 +135,7 @@ async def test_other_customers_resources_are_invisible(
 async def test_lists_hold_only_own_rows(client: httpx.AsyncClient, platform: Platform, alice: Tenant, bob: Tenant) -> None:
     await make_resources(client, platform, alice)
     for collection in ("extensions", "numbers", "accesskeys", "agents", "flows", "calls", "groupcalls", "activeflows", "transcribes", "speakings", "recordings",
-                       "storage_files", "ais", "aicalls", "aisummaries"):
+                       "storage_files", "ais", "aicalls", "aisummaries", "conferences", "conferencecalls"):
         theirs = (await client.get(f"/v1.0/{collection}", params=alice.auth)).json()["result"]
         rows = (await client.get(f"/v1.0/{collection}", params=bob.auth)).json()["result"]
         assert theirs, collection  # alice has some, so bob seeing none of them means something

@@ -25,7 +25,8 @@ def test_supported_types() -> None:
     assert {
         "answer", "talk", "play", "sleep", "hangup", "transcribe_start", "transcribe_stop",
         "recording_start", "recording_stop", "digits_receive", "digits_send", "goto", "branch",
-        "condition_variable", "variable_set", "connect", "webhook_send", "ai_talk", "ai_summary", "stop",
+        "condition_variable", "variable_set", "connect", "webhook_send", "ai_talk", "ai_summary", "conference_join",
+        "stop",
     } == SUPPORTED_TYPES  # fmt: skip
 
 
@@ -88,6 +89,7 @@ def test_every_supported_type_accepts_a_minimal_option() -> None:
         "connect": {"destinations": [{"type": "tel", "target": "+15551234567"}]},
         "ai_talk": {"assistance_id": A},
         "webhook_send": {"uri": "https://x"},
+        "conference_join": {"conference_id": A},
     }
     raw = [{"id": A, "type": "answer"}] + [{"type": t, "option": minimal.get(t, {})} for t in sorted(SUPPORTED_TYPES)]
     assert [a.type for a in parse_actions(raw)][1:] == sorted(SUPPORTED_TYPES)

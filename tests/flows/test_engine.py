@@ -26,6 +26,8 @@ from voipbin.flows.engine import (
     CollectDigits,
     Command,
     CommandFailed,
+    ConferenceJoin,
+    ConferenceLeft,
     Connect,
     Connected,
     ConnectFailed,
@@ -641,3 +643,22 @@ def test_ai_summary_asks_for_the_summary_of_the_call_and_goes_on_at_once() -> No
 def test_ai_summary_of_a_named_transcribe_keeps_its_reference() -> None:
     active = flow([{"type": "ai_summary", "option": {"reference_type": "transcribe", "reference_id": B}}])
     assert without_started(active.start(EPOCH)) == [StartSummary("transcribe", B, "", ""), FlowEnded(FINISHED)]
+
+
+# --- conference_join ----------------------------------------------------------
+
+
+def test_conference_join_waits_until_the_call_leaves_then_goes_on() -> None:
+    active = flow([{"type": "conference_join", "option": {"conference_id": A, "muted": True}}, talk("You left.")])
+    join = only(active.start(EPOCH), ConferenceJoin)
+    assert join.conference_id == A and join.options == {
+        "muted": True, "moderator": False, "wait_for_moderator": False, "end_conference_on_exit": False,
+    }  # fmt: skip
+    assert active.handle(MediaDone(join.token), LATER) == []  # only leaving completes it
+    assert spoken(active.handle(ConferenceLeft(join.token), LATER)) == ["You left."]
+
+
+def test_a_conference_join_that_is_refused_goes_on_like_voipbin() -> None:
+    active = flow([{"type": "conference_join", "option": {"conference_id": A}}, talk("No conference.")])
+    join = only(active.start(EPOCH), ConferenceJoin)
+    assert spoken(active.handle(CommandFailed(join.token, "full"), LATER)) == ["No conference."]

@@ -18,6 +18,7 @@ from voipbin.api import (
     aisummaries,
     auth,
     calls,
+    conferences,
     console,
     customers,
     errors,
@@ -67,7 +68,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.platform = platform
     errors.install(app)
     routers = (auth, accesskeys, customers, agents, extensions, numbers, calls, flows, recordings, speakings, providers, ais,
-               aicalls, aisummaries, storage_files, webhook_deliveries, sandbox, ws)
+               aicalls, aisummaries, conferences, storage_files, webhook_deliveries, sandbox, ws)
     for module in routers:
         app.include_router(module.router)
     app.include_router(console.router)  # the admin console at /console/

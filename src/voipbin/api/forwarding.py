@@ -16,7 +16,7 @@ from sqlalchemy import select
 from voipbin.api.errors import ApiError
 from voipbin.core.ids import is_uuid
 from voipbin.runtime import Platform
-from voipbin.store.models import Call, Groupcall
+from voipbin.store.models import Call, Conference, Groupcall
 
 FORWARDED = "x-voipbin-forwarded"
 TIMEOUT_S = 15.0
@@ -39,6 +39,17 @@ async def to_node(request: Request, platform: Platform, row: Call | Groupcall | 
     if row is None or row.status == "hangup" or FORWARDED in request.headers:
         return None
     url = await platform.nodes.url_of(row.node_id)
+    return await forward(request, platform, url) if url else None
+
+
+async def to_conference_node(request: Request, platform: Platform, conference: Conference) -> Response | None:
+    """The answer of the node mixing this conference, when that is another node."""
+    node_id = conference.node_id
+    if FORWARDED in request.headers or not platform.settings.redis_url or not node_id or node_id == platform.nodes.id:
+        return None
+    if not conference.conferencecall_ids:
+        return None  # nobody in it: no node holds it
+    url = await platform.nodes.url_of(node_id)
     return await forward(request, platform, url) if url else None
 
 

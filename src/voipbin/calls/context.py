@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from voipbin.config import Settings
 from voipbin.core.clock import Clock
@@ -87,6 +87,44 @@ async def no_ai_summary(request: SummaryRequest) -> None:
 
 
 @dataclass(frozen=True)
+class ConferenceJoinRequest:
+    """A ``conference_join`` a call's flow reached (or a phone that dialled ``conference:<id>``)."""
+
+    call_id: str
+    customer_id: str
+    activeflow_id: str
+    endpoint: RtpEndpoint
+    conference_id: str
+    options: Mapping[str, Any] = field(default_factory=dict)  # the action's: muted, moderator...
+
+
+class ConferenceRefused(Exception):
+    """The call cannot join (no such conference of the customer's, it has ended, it is full...)."""
+
+
+class ConferenceSeat(Protocol):
+    """A call's place in a conference, held before it joins: the flows to run around its stay."""
+
+    @property
+    def pre_flow_id(self) -> str: ...
+
+    @property
+    def post_flow_id(self) -> str: ...
+
+    async def attend(self) -> None:
+        """Join, and return once the call has left (kicked, the conference ended, the call hung up)."""
+        ...
+
+
+# Takes a seat for the call in a conference; raises ConferenceRefused.
+ConferenceJoiner = Callable[[ConferenceJoinRequest], Awaitable[ConferenceSeat]]
+
+
+async def no_conferences(request: ConferenceJoinRequest) -> ConferenceSeat:
+    raise ConferenceRefused("conferences are not available on this node")
+
+
+@dataclass(frozen=True)
 class CallContext:
     settings: Settings
     store: Store
@@ -104,3 +142,4 @@ class CallContext:
     node_id: str
     ai_talk: AiTalker = no_ai_talk
     ai_summary: AiSummarizer = no_ai_summary
+    conference_join: ConferenceJoiner = no_conferences

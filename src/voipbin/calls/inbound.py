@@ -13,13 +13,14 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from voipbin.calls.context import CallContext
-from voipbin.core.ids import new_id
+from voipbin.core.ids import is_uuid, new_id
 from voipbin.core.phone import is_e164
 from voipbin.flows.actions import Action, parse_actions
 from voipbin.sip.message import Address
-from voipbin.store.models import Call, Extension, Flow, Number
+from voipbin.store.models import Call, Conference, Extension, Flow, Number
 
 Route = tuple[Call, tuple[Action, ...]]
+CONFERENCE_PREFIX = "conference:"
 
 
 async def route(ctx: CallContext, identity: tuple[str, str] | None, caller: Address, dialed: str) -> Route | None:
@@ -29,6 +30,8 @@ async def route(ctx: CallContext, identity: tuple[str, str] | None, caller: Addr
     """
     if identity is None:
         return await _number_route(ctx, caller, dialed)
+    if dialed.lower().startswith(CONFERENCE_PREFIX):
+        return await _conference_route(ctx, identity, dialed[len(CONFERENCE_PREFIX):])
     return await _extension_route(ctx, identity, dialed) or await _phone_dials_number(ctx, identity, dialed)
 
 
@@ -92,6 +95,24 @@ async def _extension_route(ctx: CallContext, identity: tuple[str, str], dialed: 
     destination = {"type": "extension", "target": target.extension, "target_name": target.name}
     # A built-in flow: ring the dialled extension's phones and bridge the first to answer.
     actions = [{"type": "connect", "option": {"destinations": [{"type": "extension", "target_name": target.name}]}}]
+    return _incoming_call(ctx, customer_id, "", source, destination), parse_actions(actions)
+
+
+async def _conference_route(ctx: CallContext, identity: tuple[str, str], conference_id: str) -> Route | None:
+    """A phone of ours dialling ``conference:<id>`` (VoIPBIN's address form) joins its customer's conference."""
+    customer_id, extension = identity
+    if not is_uuid(conference_id):
+        return None
+    async with ctx.store.session() as session:
+        found = await session.scalar(
+            select(Conference.id).where(Conference.id == conference_id.lower(), Conference.customer_id == customer_id,
+                                        Conference.tm_delete.is_(None))
+        )  # fmt: skip
+    if found is None:
+        return None
+    source = {"type": "extension", "target": extension}
+    destination = {"type": "conference", "target": found}
+    actions = [{"type": "answer"}, {"type": "conference_join", "option": {"conference_id": found}}]
     return _incoming_call(ctx, customer_id, "", source, destination), parse_actions(actions)
 
 

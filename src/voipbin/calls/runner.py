@@ -13,7 +13,15 @@ import httpx
 from sqlalchemy import select
 
 from voipbin.calls import records
-from voipbin.calls.context import AiTalkRefused, AiTalkRequest, CallContext, SummaryRefused, SummaryRequest
+from voipbin.calls.context import (
+    AiTalkRefused,
+    AiTalkRequest,
+    CallContext,
+    ConferenceJoinRequest,
+    ConferenceRefused,
+    SummaryRefused,
+    SummaryRequest,
+)
 from voipbin.calls.detached import send_webhook
 from voipbin.calls.errors import CallRequestError, RecordingError
 from voipbin.calls.recording import RecordingOptions
@@ -21,13 +29,13 @@ from voipbin.calls.transcription import TranscribeSession
 from voipbin.core.egress import EgressBlocked, EgressPolicy, describe_failure, egress_client
 from voipbin.core.ids import new_id
 from voipbin.flows import engine as fe
-from voipbin.flows.actions import Action
+from voipbin.flows.actions import Action, FlowError, parse_actions
 from voipbin.media.audiofile import decode_to_pcm8k
 from voipbin.media.endpoint import bridge
 from voipbin.sip.ua import CallState
 from voipbin.speech.stt import SttError
 from voipbin.speech.tts import TtsError, TtsService
-from voipbin.store.models import Activeflow, Call, StorageFile
+from voipbin.store.models import Activeflow, Call, Flow, StorageFile
 
 if TYPE_CHECKING:
     from voipbin.calls.live import LiveCall
@@ -42,7 +50,7 @@ STORAGE_FILE_URL = re.compile(r"^(?:https?://[^/?#]*)?/v1\.0/storage_files/([0-9
 DialLegs = Callable[["LiveCall", dict[str, Any], list[dict[str, Any]]], Awaitable[list["LiveCall"]]]
 MEDIA_COMMANDS = (
     fe.Talk, fe.Play, fe.StartTranscribe, fe.StartRecording, fe.CollectDigits, fe.SendDigits, fe.StartTimer, fe.AiTalk,
-    fe.StartSummary,
+    fe.StartSummary, fe.ConferenceJoin,
 )  # fmt: skip
 
 
@@ -70,11 +78,23 @@ def prefetch_greeting(tts: TtsService, actions: Sequence[Action]) -> None:
 
 
 class FlowRunner:
-    def __init__(self, ctx: CallContext, live: LiveCall, flow_id: str, dial_legs: DialLegs) -> None:
+    def __init__(
+        self,
+        ctx: CallContext,
+        live: LiveCall,
+        flow_id: str,
+        dial_legs: DialLegs,
+        *,
+        nested_actions: tuple[Action, ...] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.live = live
         self._dial_legs = dial_legs
         self.flow_id = flow_id
+        # A flow run inside another on the same call (a conference's pre_flow_id): it leaves the
+        # call up when it finishes, and the outer flow goes on.
+        self._nested_actions = nested_actions
+        self._nested: FlowRunner | None = None
         self.id = new_id()
         self._events: asyncio.Queue[fe.Event] = asyncio.Queue()
         self._timers: list[asyncio.TimerHandle] = []
@@ -85,6 +105,8 @@ class FlowRunner:
 
     def post(self, event: fe.Event) -> None:
         self._events.put_nowait(event)
+        if self._nested is not None and isinstance(event, fe.CallHungUp | fe.StopRequested):
+            self._nested.post(event)
 
     async def stop(self) -> None:
         """End the flow now, leaving the call up for the API to drive (``POST /activeflows/{id}/stop``).
@@ -110,9 +132,8 @@ class FlowRunner:
 
     async def _run(self) -> None:
         clock = self.ctx.clock
-        flow = fe.ActiveFlow(
-            self.flow_id, self.live.actions, self._variables(), clock.now(), activeflow_id=self.id
-        )
+        actions = self.live.actions if self._nested_actions is None else self._nested_actions
+        flow = fe.ActiveFlow(self.flow_id, actions, self._variables(), clock.now(), activeflow_id=self.id)
         await self._record_start()
         endpoint = self.live.endpoint
         if endpoint is not None:
@@ -147,7 +168,8 @@ class FlowRunner:
             tm_create=self.ctx.clock.now(),
         )
         await records.add(self.ctx.store, row, "activeflow_created")
-        await records.change(self.ctx.store, Call, self.live.id, None, activeflow_id=self.id)
+        if self._nested_actions is None:
+            await records.change(self.ctx.store, Call, self.live.id, None, activeflow_id=self.id)
 
     async def _finish(self, flow: fe.ActiveFlow) -> None:
         for timer in self._timers:
@@ -273,6 +295,8 @@ class FlowRunner:
         self.ctx.spawn(self.live.hangup(command.reason or "normal"))
 
     async def _do_FlowEnded(self, command: fe.FlowEnded) -> None:
+        if self._nested_actions is not None and command.reason != fe.LIMIT:
+            return  # the outer flow goes on
         if command.reason == fe.LIMIT:
             log.info("the flow of call %s went past a limit: %s", self.live.id, command.detail)
             self.ctx.spawn(self.live.hangup("failed", "flow_limit"))
@@ -387,6 +411,57 @@ class FlowRunner:
             self.post(fe.CommandFailed(token, str(refusal)))
             return
         self.post(fe.AiTalkDone(token, result.variables, result.stop_flow, result.connect))
+
+    async def _do_ConferenceJoin(self, command: fe.ConferenceJoin) -> None:
+        endpoint = self.live.endpoint
+        if endpoint is None:
+            self.post(fe.CommandFailed(command.token, "the call has no media"))
+            return
+        request = ConferenceJoinRequest(
+            self.live.id, self.live.customer_id, self.id, endpoint, command.conference_id, command.options
+        )
+        self._spawn(self._conference(request, command.token))
+
+    async def _conference(self, request: ConferenceJoinRequest, token: int) -> None:
+        """The conference's pre_flow_id on this call, its stay there, then its post_flow_id."""
+        try:
+            seat = await self.ctx.conference_join(request)
+        except ConferenceRefused as refusal:
+            log.info("conference_join on call %s refused: %s", self.live.id, refusal)
+            self.post(fe.CommandFailed(token, str(refusal)))
+            return
+        if seat.pre_flow_id:
+            await self.run_nested(seat.pre_flow_id)
+        if self.live.ended.is_set():
+            return
+        await seat.attend()
+        if seat.post_flow_id and not self.live.ended.is_set():
+            await self.run_nested(seat.post_flow_id)
+        self.post(fe.ConferenceLeft(token))
+
+    async def run_nested(self, flow_id: str) -> None:
+        """Run the customer's flow on this call to its end, then give the call back to this flow."""
+        async with self.ctx.store.session() as session:
+            flow = await session.scalar(
+                select(Flow).where(Flow.id == flow_id, Flow.customer_id == self.live.customer_id, Flow.tm_delete.is_(None))
+            )
+        try:
+            actions = parse_actions(flow.actions) if flow is not None else None
+        except FlowError:
+            actions = None
+        if actions is None:
+            log.info("flow %s of call %s cannot run: not a valid flow of its customer", flow_id, self.live.id)
+            return
+        nested = FlowRunner(self.ctx, self.live, flow_id, self._dial_legs, nested_actions=actions)
+        endpoint = self.live.endpoint
+        on_dtmf = endpoint.on_dtmf if endpoint is not None else None
+        self._nested = nested
+        try:
+            await nested.run()
+        finally:
+            self._nested = None
+            if endpoint is not None:
+                endpoint.on_dtmf = on_dtmf
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -27,6 +27,8 @@ from voipbin.calls.context import (
     AiTalkRequest,
     AiTalkResult,
     CallContext,
+    ConferenceJoinRequest,
+    ConferenceRefused,
     SummaryRefused,
     SummaryRequest,
 )
@@ -50,10 +52,11 @@ from voipbin.store.models import Activeflow, Call, Flow, Groupcall, Provider, Re
 from voipbin.views import announce
 
 # AiTalk*: what a feature package taking over a call (ai_talk) is handed and hands back;
-# Summary*: what an ai_summary asks of the AI package.
+# Summary*: what an ai_summary asks of the AI package; Conference*: what conference_join asks of conferences.
 __all__ = [
     "AiTalkRefused", "AiTalkRequest", "AiTalkResult", "CallError", "CallRequestError", "CallService",
-    "CallStateError", "Placed", "RecordingError", "RecordingOptions", "SummaryRefused", "SummaryRequest",
+    "CallStateError", "ConferenceJoinRequest", "ConferenceRefused", "Placed", "RecordingError", "RecordingOptions",
+    "SummaryRefused", "SummaryRequest",
 ]  # fmt: skip
 
 LIVE_STATES = ("dialing", "ringing", "progressing", "terminating", "canceling")

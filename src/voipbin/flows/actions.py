@@ -267,6 +267,15 @@ OPTION_SCHEMAS: Final[Mapping[str, Mapping[str, OptionField]]] = {
         "ai_id": _text(),  # VoIPBIN's older name for assistance_id, still accepted
         "duration": _seconds(),
     },
+    "conference_join": {
+        "conference_id": _text(required=True, max_length=36),
+        # Ours, as peers offer: join muted; a moderator; wait (with music) until a moderator is
+        # there; end the conference when this participant leaves.
+        "muted": _flag(),
+        "moderator": _flag(),
+        "wait_for_moderator": _flag(),
+        "end_conference_on_exit": _flag(),
+    },
     "ai_summary": {
         "on_end_flow_id": _text(max_length=36),
         "reference_type": _text("call", choices=("", "call", "conference", "transcribe", "recording")),
@@ -281,7 +290,7 @@ SUPPORTED_TYPES: Final = frozenset(OPTION_SCHEMAS)
 _UNSUPPORTED_VOIPBIN_TYPES: Final = frozenset({
     "ai_task", "amd", "beep", "block", "call", "case_create",
     "condition_call_digits", "condition_call_status", "condition_datetime", "confbridge_join",
-    "conference_join", "conversation_send", "echo", "email_send", "empty", "external_media_start",
+    "conversation_send", "echo", "email_send", "empty", "external_media_start",
     "external_media_stop", "fetch", "fetch_flow", "message_send", "mute", "queue_join", "stream_echo",
     "transcribe_recording",
 })  # fmt: skip

@@ -48,6 +48,8 @@ __all__ = [
     "CollectDigits",
     "Command",
     "CommandFailed",
+    "ConferenceJoin",
+    "ConferenceLeft",
     "Connect",
     "ConnectFailed",
     "Connected",
@@ -272,6 +274,15 @@ class AiTalk:
 
 
 @dataclass(frozen=True)
+class ConferenceJoin:
+    """Put the call in the conference until it leaves it (kicked, the conference ended); then ConferenceLeft."""
+
+    conference_id: str
+    options: Mapping[str, bool]
+    token: int
+
+
+@dataclass(frozen=True)
 class StartSummary:
     """Summarise a call's (by default this flow's) or a transcribe's transcript once it is complete;
     the flow does not wait for it (``ai_summary``)."""
@@ -307,6 +318,7 @@ Command = (
     | Connect
     | SendWebhook
     | AiTalk
+    | ConferenceJoin
     | StartSummary
     | FlowEnded
 )
@@ -374,6 +386,13 @@ class AiTalkDone:
 
 
 @dataclass(frozen=True)
+class ConferenceLeft:
+    """The call left the conference of ConferenceJoin ``token``; the flow goes on after it."""
+
+    token: int
+
+
+@dataclass(frozen=True)
 class CallHungUp:
     """The call is gone; the flow ends silently."""
 
@@ -399,6 +418,7 @@ Event = (
     | ConnectFailed
     | WebhookDone
     | AiTalkDone
+    | ConferenceLeft
     | CallHungUp
     | CommandFailed
     | StopRequested
@@ -412,6 +432,7 @@ _COMPLETED_BY: Final[Mapping[str, tuple[type, ...]]] = {
     "digits_send": (TimerFired,),
     "connect": (Connected, ConnectFailed),
     "webhook_send": (WebhookDone,),
+    "conference_join": (ConferenceLeft,),
     "ai_talk": (AiTalkDone, Connected, ConnectFailed),  # the last two: a transfer the agent asked for
 }
 """For each action that waits, the events that complete it (CommandFailed completes any)."""
@@ -522,7 +543,7 @@ class ActiveFlow:
                 return out
             case AiTalkDone():
                 return self._on_ai_talk_done(event)
-            case MediaDone() | TimerFired() | Connected() | ConnectFailed() | WebhookDone() | CommandFailed():
+            case MediaDone() | TimerFired() | Connected() | ConnectFailed() | WebhookDone() | ConferenceLeft() | CommandFailed():
                 return self._on_completion(event)
 
     def snapshot(self) -> dict[str, Any]:
@@ -541,7 +562,7 @@ class ActiveFlow:
     # --- events -----------------------------------------------------------
 
     def _on_completion(
-        self, event: MediaDone | TimerFired | Connected | ConnectFailed | WebhookDone | CommandFailed
+        self, event: MediaDone | TimerFired | Connected | ConnectFailed | WebhookDone | ConferenceLeft | CommandFailed
     ) -> list[Command]:
         wait = self._wait
         if wait is None or event.token != wait.token:
@@ -699,6 +720,10 @@ class ActiveFlow:
             case "ai_talk":
                 ai_id = value("assistance_id") or value("ai_id")
                 out.append(AiTalk(ai_id, float(value("duration")), dict(self._variables), token))
+                return _Wait(index, action, token)
+            case "conference_join":
+                flags = ("muted", "moderator", "wait_for_moderator", "end_conference_on_exit")
+                out.append(ConferenceJoin(value("conference_id"), {name: value(name) for name in flags}, token))
                 return _Wait(index, action, token)
             case "ai_summary":
                 reference_type = value("reference_type") or "call"

@@ -525,6 +525,48 @@ class AiSummary(Timestamps, Base):
 
 
 
+class Conference(Timestamps, Base):
+    """Several calls that hear each other (VoIPBIN's conference), mixed on the node in ``node_id``."""
+
+    __tablename__ = "conferences"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    type: Mapped[str] = mapped_column(String(16), default="conference")
+    status: Mapped[str] = mapped_column(String(16), default="progressing", index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    timeout: Mapped[int] = mapped_column(Integer, default=0)
+    pre_flow_id: Mapped[str] = mapped_column(String(36), default="")
+    post_flow_id: Mapped[str] = mapped_column(String(36), default="")
+    conferencecall_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    recording_id: Mapped[str] = mapped_column(String(36), default="")
+    recording_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    transcribe_id: Mapped[str] = mapped_column(String(36), default="")
+    transcribe_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    tm_end: Mapped[datetime | None] = mapped_column(default=None)
+    node_id: Mapped[str] = mapped_column(String(32), default="")
+
+
+class Conferencecall(Timestamps, Base):
+    """One call in a conference (VoIPBIN's conferencecall), with its controls (ours)."""
+
+    __tablename__ = "conferencecalls"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    activeflow_id: Mapped[str] = mapped_column(String(36), default="")
+    conference_id: Mapped[str] = mapped_column(String(36), default="", index=True)
+    reference_type: Mapped[str] = mapped_column(String(16), default="call")
+    reference_id: Mapped[str] = mapped_column(String(36), default="", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="joining")
+    muted: Mapped[bool] = mapped_column(Boolean, default=False)
+    deaf: Mapped[bool] = mapped_column(Boolean, default=False)
+    hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    talking: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class StorageFile(Timestamps, Base):
     """A file a customer uploaded (``POST /v1.0/storage_files``); its bytes are kept in the data dir."""
 

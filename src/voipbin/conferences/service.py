@@ -1,0 +1,354 @@
+"""Conferences: calls that hear each other through one mixer, and the participants' controls.
+
+A conference lives on one node: the first call to join it there gives it a mixer on that node's
+media ticker (:class:`~voipbin.media.mixer.Mixer`), and each joining call's endpoint becomes a leg
+of it. A call's flow reaches it through ``conference_join`` (the call context's
+``conference_join``, wired here by the platform): the call takes a :class:`Seat`, runs the
+conference's ``pre_flow_id``, stays until it leaves (kicked, the conference ended, it hung up),
+then runs ``post_flow_id`` (which VoIPBIN stores and never runs) and its own flow goes on.
+
+``type`` ``conference`` stays up until deleted or its ``timeout``; ``connect`` holds two calls
+and ends when one of them leaves. Participants can be muted (the others stop hearing them),
+made deaf, and put on hold (music, out of the mix); a participant can be a moderator, and one
+that waits for a moderator hears music until one is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final
+
+import numpy as np
+from sqlalchemy import select
+
+from voipbin.calls.service import ConferenceJoinRequest, ConferenceRefused
+from voipbin.core.clock import Clock
+from voipbin.core.ids import new_id
+from voipbin.media.endpoint import MediaEngine, Playback, RtpEndpoint
+from voipbin.media.frames import SAMPLE_RATE_8K
+from voipbin.media.mixer import Mixer, MixLeg
+from voipbin.store.db import Store
+from voipbin.store.models import Conference, Conferencecall
+from voipbin.views import announce
+
+log = logging.getLogger(__name__)
+
+MAX_TIMEOUT_S: Final = 86_400
+CONNECT_SIZE: Final = 2
+MAX_PARTICIPANTS: Final = 100
+"""Per conference: the mix costs each tick a little per leg, and one node's ticker serves every call."""
+
+
+def hold_music() -> bytes:
+    """Four seconds of a soft arpeggio (8 kHz PCM), looped for a participant on hold or waiting."""
+    notes = (261.63, 329.63, 392.00, 523.25, 392.00, 329.63, 293.66, 246.94)
+    samples_per_note = SAMPLE_RATE_8K // 2
+    t = np.arange(samples_per_note) / SAMPLE_RATE_8K
+    envelope = np.minimum(1.0, np.minimum(t * 40, (t[-1] - t) * 8))
+    tune = np.concatenate([np.sin(2 * np.pi * f * t) * envelope * 3000 for f in notes])
+    return tune.astype("<i2").tobytes()
+
+
+@dataclass(frozen=True)
+class ConferenceContext:
+    store: Store
+    clock: Clock
+    media: MediaEngine
+    node_id: str
+    # Runs work that must outlive whoever asked for it (ending a conference on its timeout).
+    spawn: Callable[[Coroutine[Any, Any, Any]], None]
+
+
+@dataclass
+class Participant:
+    row_id: str
+    call_id: str
+    endpoint: RtpEndpoint
+    leg: MixLeg
+    moderator: bool
+    waits_for_moderator: bool
+    end_conference_on_exit: bool
+    muted: bool = False
+    deaf: bool = False
+    hold: bool = False
+    left: asyncio.Event = field(default_factory=asyncio.Event)
+    music: asyncio.Task[None] | None = None
+
+
+class Room:
+    """A conference live on this node: its mixer and its participants."""
+
+    def __init__(self, conference: Conference, mixer: Mixer) -> None:
+        self.conference_id = conference.id
+        self.customer_id = conference.customer_id
+        self.type = conference.type
+        self.mixer = mixer
+        self.participants: dict[str, Participant] = {}
+        self.ending = False
+
+    @property
+    def moderated(self) -> bool:
+        return any(p.moderator for p in self.participants.values())
+
+
+class ConferenceService:
+    def __init__(self, ctx: ConferenceContext) -> None:
+        self.ctx = ctx
+        self.rooms: dict[str, Room] = {}
+        self._music = hold_music()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    # -- conferences ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Arm the timeouts of conferences still progressing (a restart must not make them endless)."""
+        async with self.ctx.store.session() as session:
+            timed = (await session.scalars(
+                select(Conference).where(Conference.status == "progressing", Conference.timeout > 0,
+                                         Conference.tm_delete.is_(None))
+            )).all()  # fmt: skip
+        for conference in timed:
+            self.arm_timeout(conference)
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for room in list(self.rooms.values()):
+            self._kick_all(room)
+
+    def arm_timeout(self, conference: Conference) -> None:
+        if conference.timeout <= 0:
+            return
+        ends_at = conference.tm_create + timedelta(seconds=conference.timeout)
+        delay = max(0.0, (ends_at - self.ctx.clock.now()).total_seconds())
+        loop = asyncio.get_running_loop()
+        self._timers[conference.id] = loop.call_later(delay, self.ctx.spawn, self.end(conference.id))
+
+    async def end(self, conference_id: str, *, delete: bool = False) -> Conference | None:
+        """End the conference (its timeout, a connect's other side leaving, or DELETE): ``terminating``,
+        every participant leaves, then ``terminated``. Idempotent."""
+        if (timer := self._timers.pop(conference_id, None)) is not None:
+            timer.cancel()
+        async with self.ctx.store.transaction() as tx:
+            row = await tx.session.get(Conference, conference_id)
+            if row is None:
+                return None
+            if row.status not in ("terminating", "terminated"):
+                row.status, row.tm_update = "terminating", tx.clock.now()
+                announce(tx, row, "conference_updated")
+        room = self.rooms.get(conference_id)
+        if room is not None:
+            room.ending = True
+            self._kick_all(room)
+            await self._until_empty(room)
+        async with self.ctx.store.transaction() as tx:
+            row = await tx.session.get(Conference, conference_id)
+            if row is None:
+                return None
+            now = tx.clock.now()
+            if row.status != "terminated":
+                row.status, row.tm_end = "terminated", now
+            if delete and row.tm_delete is None:
+                row.tm_delete = now
+            row.tm_update = now
+            announce(tx, row, "conference_deleted" if delete else "conference_updated")
+        return row
+
+    async def _until_empty(self, room: Room) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                while room.participants:
+                    await asyncio.sleep(0.02)
+
+    def _kick_all(self, room: Room) -> None:
+        for participant in list(room.participants.values()):
+            participant.left.set()
+
+    # -- participants --------------------------------------------------------------------------
+
+    async def seat(self, request: ConferenceJoinRequest) -> Seat:
+        """The CallContext's ``conference_join``: a place for the call, checked but not taken yet."""
+        conference = await self._joinable(request.customer_id, request.conference_id)
+        return Seat(self, request, conference.pre_flow_id, conference.post_flow_id)
+
+    async def _joinable(self, customer_id: str, conference_id: str) -> Conference:
+        async with self.ctx.store.session() as session:
+            conference = await session.scalar(
+                select(Conference).where(Conference.id == conference_id.lower(), Conference.customer_id == customer_id,
+                                         Conference.tm_delete.is_(None))
+            )  # fmt: skip
+        if conference is None:  # another customer's is as absent as a missing one
+            raise ConferenceRefused(f"conference {conference_id} does not exist in this call's account")
+        if conference.status != "progressing":
+            raise ConferenceRefused(f"conference {conference.id} is {conference.status}")
+        if conference.node_id and conference.node_id != self.ctx.node_id and conference.conferencecall_ids:
+            raise ConferenceRefused(f"conference {conference.id} is mixed on another node")
+        room = self.rooms.get(conference.id)
+        size = len(room.participants) if room is not None else 0
+        limit = CONNECT_SIZE if conference.type == "connect" else MAX_PARTICIPANTS
+        if size >= limit:
+            raise ConferenceRefused(f"conference {conference.id} is full ({limit} calls)")
+        return conference
+
+    async def attend(self, request: ConferenceJoinRequest) -> None:
+        conference = await self._joinable(request.customer_id, request.conference_id)
+        room = self._room(conference)
+        options = request.options
+        row = Conferencecall(
+            id=new_id(), customer_id=request.customer_id, activeflow_id=request.activeflow_id,
+            conference_id=conference.id, reference_type="call", reference_id=request.call_id, status="joining",
+            muted=bool(options.get("muted")), tm_create=self.ctx.clock.now(),
+        )  # fmt: skip
+        async with self.ctx.store.transaction() as tx:
+            tx.session.add(row)
+            announce(tx, row, "conferencecall_joining")
+        leg = room.mixer.add(request.endpoint, row.id, muted=row.muted)
+        participant = Participant(
+            row.id, request.call_id, request.endpoint, leg, muted=row.muted,
+            moderator=bool(options.get("moderator")), waits_for_moderator=bool(options.get("wait_for_moderator")),
+            end_conference_on_exit=bool(options.get("end_conference_on_exit")),
+        )  # fmt: skip
+        room.participants[row.id] = participant
+        try:
+            await self._joined(conference.id, row.id)
+            self._refresh_waiting(room)
+            await participant.left.wait()
+        finally:
+            await asyncio.shield(self._leave(room, participant))
+
+    def _room(self, conference: Conference) -> Room:
+        room = self.rooms.get(conference.id)
+        if room is None:
+            room = self.rooms[conference.id] = Room(conference, Mixer())
+            room.mixer.on_talking = lambda leg, talking: self.ctx.spawn(self._talking(leg.key, talking))
+            self.ctx.media.add_mixer(room.mixer)
+        return room
+
+    async def _joined(self, conference_id: str, row_id: str) -> None:
+        async with self.ctx.store.transaction() as tx:
+            row = await tx.session.get(Conferencecall, row_id)
+            conference = await tx.session.get(Conference, conference_id)
+            assert row is not None and conference is not None
+            now = tx.clock.now()
+            row.status, row.tm_update = "joined", now
+            announce(tx, row, "conferencecall_joined")
+            conference.conferencecall_ids = [*conference.conferencecall_ids, row_id]
+            conference.node_id, conference.tm_update = self.ctx.node_id, now
+            announce(tx, conference, "conference_updated")
+
+    async def _leave(self, room: Room, participant: Participant) -> None:
+        self._stop_music(participant)
+        participant.leg.close()
+        room.participants.pop(participant.row_id, None)
+        async with self.ctx.store.transaction() as tx:
+            row = await tx.session.get(Conferencecall, participant.row_id)
+            conference = await tx.session.get(Conference, room.conference_id)
+            assert row is not None and conference is not None
+            now = tx.clock.now()
+            row.status, row.tm_update = "leaving", now
+            announce(tx, row, "conferencecall_leaving")
+            row.status, row.talking = "leaved", False
+            announce(tx, row, "conferencecall_leaved")
+            conference.conferencecall_ids = [i for i in conference.conferencecall_ids if i != participant.row_id]
+            conference.tm_update = now
+            announce(tx, conference, "conference_updated")
+        if not room.participants:
+            room.mixer.close()
+            self.ctx.media.remove_mixer(room.mixer)
+            self.rooms.pop(room.conference_id, None)
+        if not room.ending and (room.type == "connect" or participant.end_conference_on_exit):
+            room.ending = True
+            self.ctx.spawn(self.end(room.conference_id))
+        elif participant.moderator:
+            self._refresh_waiting(room)
+
+    async def _talking(self, row_id: str, talking: bool) -> None:
+        async with self.ctx.store.transaction() as tx:
+            row = await tx.session.get(Conferencecall, row_id)
+            if row is None or row.status != "joined":
+                return
+            row.talking, row.tm_update = talking, tx.clock.now()
+            announce(tx, row, "conferencecall_talking_started" if talking else "conferencecall_talking_stopped")
+
+    def find(self, row_id: str) -> tuple[Room, Participant] | None:
+        for room in self.rooms.values():
+            if (participant := room.participants.get(row_id)) is not None:
+                return room, participant
+        return None
+
+    def kick(self, row_id: str) -> bool:
+        """Make the participant leave (its flow goes on after conference_join); False if not here."""
+        found = self.find(row_id)
+        if found is None:
+            return False
+        found[1].left.set()
+        return True
+
+    async def control(self, row: Conferencecall, changes: Mapping[str, bool]) -> Conferencecall:
+        """Mute, deafen or hold a participant joined here (``changes``: muted, deaf, hold)."""
+        found = self.find(row.id)
+        if found is None:
+            raise ConferenceRefused(f"conferencecall {row.id} is {row.status}; only a joined participant can be changed")
+        room, participant = found
+        for name in ("muted", "deaf", "hold"):
+            if name in changes:
+                setattr(participant, name, bool(changes[name]))
+        self._apply(room, participant)
+        async with self.ctx.store.transaction() as tx:
+            stored = await tx.session.get(Conferencecall, row.id)
+            assert stored is not None
+            stored.muted, stored.deaf, stored.hold = participant.muted, participant.deaf, participant.hold
+            stored.tm_update = tx.clock.now()
+            announce(tx, stored, "conferencecall_updated")
+        return stored
+
+    def _refresh_waiting(self, room: Room) -> None:
+        for participant in room.participants.values():
+            self._apply(room, participant)
+
+    def _apply(self, room: Room, participant: Participant) -> None:
+        """The leg as its controls say: on hold, or waiting for a moderator, it hears music and is not heard."""
+        away = participant.hold or (participant.waits_for_moderator and not room.moderated)
+        participant.leg.muted = participant.muted or away
+        participant.leg.deaf = participant.deaf or away
+        if away and participant.music is None:
+            participant.music = asyncio.ensure_future(self._play_music(participant.endpoint))
+        elif not away:
+            self._stop_music(participant)
+
+    async def _play_music(self, endpoint: RtpEndpoint) -> None:
+        playback: Playback | None = None
+        try:
+            while not endpoint.closed:
+                playback = endpoint.play(self._music)
+                await playback.done
+        finally:
+            if playback is not None:
+                endpoint.cancel(playback)
+
+    def _stop_music(self, participant: Participant) -> None:
+        if participant.music is not None:
+            participant.music.cancel()
+            participant.music = None
+
+
+class Seat:
+    """A call's place in a conference before it joins (see ConferenceService.seat)."""
+
+    def __init__(self, service: ConferenceService, request: ConferenceJoinRequest, pre_flow_id: str, post_flow_id: str) -> None:
+        self._service = service
+        self._request = request
+        self.pre_flow_id = pre_flow_id
+        self.post_flow_id = post_flow_id
+
+    async def attend(self) -> None:
+        try:
+            await self._service.attend(self._request)
+        except ConferenceRefused as refusal:  # it ended, or filled up, during the pre-flow
+            log.info("call %s did not join: %s", self._request.call_id, refusal)
