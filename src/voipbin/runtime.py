@@ -85,7 +85,7 @@ class Platform:
             ),
         ))
         self.conferences = ConferenceService(
-            ConferenceContext(self.store, self.clock, self.sip.media, self.nodes.id, self.background.spawn)
+            ConferenceContext(self.store, self.clock, self.sip.media, self.files, self.nodes.id, self.background.spawn)
         )
         self.calls = CallService(CallContext(
             settings=settings,

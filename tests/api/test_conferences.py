@@ -78,8 +78,27 @@ async def test_a_participant_that_is_not_in_the_conference_cannot_be_kicked_or_m
     assert muted.status_code == 409, muted.text
     listed = await client.get("/v1.0/conferencecalls", params={**alice.auth, "conference_id": conference["id"]})
     assert [r["id"] for r in listed.json()["result"]] == [row.id]
-    refused = await client.post(f"/v1.0/conferences/{conference['id']}/recording_start", params=alice.auth)
+    refused = await client.post(f"/v1.0/conferences/{conference['id']}/transcribe_start", params=alice.auth)
     assert refused.status_code == 400 and refused.json()["error"]["reason"] == "NOT_SUPPORTED"
+    not_recording = await client.post(f"/v1.0/conferences/{conference['id']}/recording_stop", params=alice.auth)
+    assert not_recording.status_code == 400 and not_recording.json()["error"]["reason"] == "RECORDING_NOT_ACTIVE"
+
+
+async def test_a_conference_is_recorded_once_at_a_time_until_stopped(
+    client: httpx.AsyncClient, platform: Platform, alice: Tenant
+) -> None:
+    conference = (await client.post("/v1.0/conferences", params=alice.auth, json={"name": "c"})).json()
+    url = f"/v1.0/conferences/{conference['id']}"
+    started = await client.post(f"{url}/recording_start", params=alice.auth, json={"format": "wav", "duration": 60})
+    assert started.status_code == 200 and started.json()["recording_id"], started.text
+    again = await client.post(f"{url}/recording_start", params=alice.auth)
+    assert again.status_code == 409 and again.json()["error"]["reason"] == "RECORDING_ALREADY_ACTIVE"
+    await asyncio.sleep(0.3)
+    stopped = await client.post(f"{url}/recording_stop", params=alice.auth)
+    assert stopped.status_code == 200 and stopped.json()["recording_id"] == "", stopped.text
+    recording = (await client.get(f"/v1.0/recordings/{started.json()['recording_id']}", params=alice.auth)).json()
+    assert recording["status"] == "ended" and recording["reference_type"] == "conference"
+    assert stopped.json()["recording_ids"] == [recording["id"]]
 
 
 async def test_a_customer_sees_only_its_own_conferences(client: httpx.AsyncClient, alice: Tenant, bob: Tenant) -> None:

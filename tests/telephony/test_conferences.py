@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import Tenant
-from tests.peers.baresip import RATE, Baresip, tone
+from tests.peers.baresip import RATE, Baresip, read_wav, tone
 from tests.telephony.conftest import until
 from tests.telephony.softphones import until_status
 from voipbin.runtime import Platform
+from voipbin.store.models import Recording
 
 pytestmark = pytest.mark.slow
 
@@ -115,6 +116,8 @@ async def test_three_phones_hear_each_other_not_themselves_mute_and_kick(
         assert endpoint is not None
         endpoint.add_tap("out", wires[extension].tap)
     conferencecall = {e: by_call[call_ids[e]]["id"] for e in TONES}
+    recording_started = await client.post(f"/v1.0/conferences/{conference_id}/recording_start", params=alice.auth)
+    assert recording_started.status_code == 200, recording_started.text
 
     all_in = time.monotonic()
     await asyncio.sleep(2.5)
@@ -156,3 +159,49 @@ async def test_three_phones_hear_each_other_not_themselves_mute_and_kick(
         assert own < 0.01 and min(others) > PRESENT / 2, (extension, own, others)
     rows = (await client.get("/v1.0/conferencecalls", params={**alice.auth, "conference_id": conference_id})).json()["result"]
     assert sorted(r["status"] for r in rows) == ["leaved"] * 3
+
+    # The recording of the mix ended with the conference, and holds all three phones.
+    recorded = (await client.get(f"/v1.0/recordings/{recording_started.json()['recording_id']}", params=alice.auth)).json()
+    assert recorded["status"] == "ended" and recorded["reference_id"] == conference_id
+    async with platform.store.session() as session:
+        row = await session.get(Recording, recorded["id"])
+    assert row is not None
+    path = platform.files.recording(row)
+    assert path is not None
+    mix = read_wav(path)
+    assert len(mix) > 6 * RATE
+    everyone = mix[int(0.3 * RATE) : int(2.3 * RATE)]  # before 3103 was muted
+    assert all(share_at(everyone, f) > PRESENT for f in TONES.values()), [share_at(everyone, f) for f in TONES.values()]
+
+
+async def test_a_connect_conference_ends_when_one_side_leaves_and_runs_its_pre_and_post_flows(
+    client: httpx.AsyncClient, platform: Platform, alice: Tenant, phones: dict[str, Baresip]
+) -> None:
+    """pre_flow_id runs on each call before it joins, post_flow_id after it leaves (VoIPBIN never runs it)."""
+    flows = {}
+    for name, variable in (("pre", "pre_ran"), ("post", "post_ran")):
+        actions = [{"type": "variable_set", "option": {"key": variable, "value": "yes"}},
+                   {"type": "talk", "option": {"text": f"This is the {name} flow."}}]
+        created = await client.post("/v1.0/flows", params=alice.auth, json={"name": name, "actions": actions})
+        flows[name] = created.json()["id"]
+    conference = await client.post("/v1.0/conferences", params=alice.auth, json={
+        "type": "connect", "name": "pair", "pre_flow_id": flows["pre"], "post_flow_id": flows["post"],
+    })  # fmt: skip
+    conference_id = conference.json()["id"]
+    call_ids = {e: await call_into(client, alice, e, conference_id) for e in ("3101", "3102")}
+    in_conference = await joined(client, alice, conference_id, 2)
+    refused = await call_into(client, alice, "3103", conference_id)  # a connect conference holds two
+    await until_status(client, alice, refused, "hangup", timeout=15)
+    assert len(await participants(client, alice, conference_id)) == 2
+    kicked = next(p for p in in_conference if p["reference_id"] == call_ids["3101"])
+    assert (await client.delete(f"/v1.0/conferencecalls/{kicked['id']}", params=alice.auth)).status_code == 200
+    for call_id in call_ids.values():  # the other side was ejected: both flows went on, and ended
+        await until_status(client, alice, call_id, "hangup", timeout=15)
+    found = (await client.get(f"/v1.0/conferences/{conference_id}", params=alice.auth)).json()
+    assert found["status"] == "terminated" and found["conferencecall_ids"] == []
+    activeflows = (await client.get("/v1.0/activeflows", params=alice.auth)).json()["result"]
+    ran = sorted((a["flow_id"], a["reference_id"]) for a in activeflows if a["flow_id"] in flows.values())
+    assert ran == sorted((flows[name], call_ids[e]) for name in ("pre", "post") for e in ("3101", "3102"))
+    for activeflow in activeflows:
+        if activeflow["flow_id"] in flows.values():
+            assert [a["type"] for a in activeflow["executed_actions"]] == ["variable_set", "talk"]

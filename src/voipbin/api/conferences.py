@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -14,7 +15,7 @@ from voipbin.api.crud import get_owned, list_view
 from voipbin.api.deps import PagingDep, PlatformDep, StaffDep
 from voipbin.api.errors import ApiError, bad_request, conflict, not_found
 from voipbin.calls.service import ConferenceRefused
-from voipbin.conferences.service import MAX_TIMEOUT_S
+from voipbin.conferences.service import MAX_TIMEOUT_S, ConferenceError
 from voipbin.core.ids import is_uuid, new_id
 from voipbin.flows.actions import NIL_ID
 from voipbin.runtime import Platform
@@ -124,7 +125,10 @@ async def update(conference_id: str, body: ConferenceUpdate, platform: PlatformD
         for name, value in changes.items():
             setattr(row, name, value)
         row.tm_update = tx.clock.now()
-        return announce(tx, row, "conference_updated", ConferenceOut)
+        changed = announce(tx, row, "conference_updated", ConferenceOut)
+    if "timeout" in changes:
+        platform.conferences.arm_timeout(row)
+    return changed
 
 
 @router.delete("/conferences/{conference_id}", response_model=ConferenceOut, summary="End (every participant leaves) and delete")
@@ -143,14 +147,43 @@ async def _not_supported_yet(platform: Platform, conference_id: str, customer_id
     raise bad_request(f"{operation} on a conference is not supported yet.", "NOT_SUPPORTED")
 
 
-@router.post("/conferences/{conference_id}/recording_start", summary="Record the conference (not supported yet)")
-async def recording_start(conference_id: str, platform: PlatformDep, who: StaffDep) -> None:
-    await _not_supported_yet(platform, conference_id, who.customer_id, "recording_start")
+class ConferenceRecordingIn(Strict):
+    format: Literal["wav"] = "wav"
+    duration: Annotated[int, Field(ge=0, le=MAX_TIMEOUT_S, description="Seconds until it stops by itself; 0: never.")] = 0
 
 
-@router.post("/conferences/{conference_id}/recording_stop", summary="Stop recording (not supported yet)")
-async def recording_stop(conference_id: str, platform: PlatformDep, who: StaffDep) -> None:
-    await _not_supported_yet(platform, conference_id, who.customer_id, "recording_stop")
+async def _on_its_node(request: Request, platform: Platform, conference_id: str, customer_id: str) -> Conference | Response:
+    async with platform.store.session() as session:
+        row = await get_owned(session, Conference, conference_id, customer_id, "conference")
+    return await forwarding.to_conference_node(request, platform, row) or row
+
+
+@router.post("/conferences/{conference_id}/recording_start", response_model=ConferenceOut, summary="Record the mix")
+async def recording_start(
+    conference_id: str, platform: PlatformDep, who: StaffDep, request: Request, body: ConferenceRecordingIn | None = None
+) -> ConferenceOut | Response:
+    """One recording at a time, of what the participants hear together, to a mono WAV (``/v1.0/recordings``)."""
+    row = await _on_its_node(request, platform, conference_id, who.customer_id)
+    if isinstance(row, Response):
+        return row
+    await _conference_call(platform.conferences.start_recording(row, (body or ConferenceRecordingIn()).duration))
+    return await get_conference(conference_id, platform, who)
+
+
+@router.post("/conferences/{conference_id}/recording_stop", response_model=ConferenceOut, summary="Stop recording")
+async def recording_stop(conference_id: str, platform: PlatformDep, who: StaffDep, request: Request) -> ConferenceOut | Response:
+    row = await _on_its_node(request, platform, conference_id, who.customer_id)
+    if isinstance(row, Response):
+        return row
+    await _conference_call(platform.conferences.stop_recording(row))
+    return await get_conference(conference_id, platform, who)
+
+
+async def _conference_call(operation: Coroutine[Any, Any, None]) -> None:
+    try:
+        await operation
+    except ConferenceError as error:
+        raise ApiError(error.status, error.reason, error.message) from None
 
 
 @router.post("/conferences/{conference_id}/transcribe_start", summary="Transcribe the conference (not supported yet)")

@@ -81,7 +81,7 @@ async def recording_file(recording_id: str, request: Request, platform: Platform
 @router.get(
     "/recordingfiles/{recording_id}/file",
     response_class=FileResponse,
-    summary="Download the recording as a stereo WAV (left: the far end, right: what it heard)",
+    summary="Download the recording as a WAV: a call's in stereo (left: the far end, right: what it heard), a conference's mix in mono",
     responses={200: {"content": {"audio/wav": {}}}},
 )
 async def download_recording(recording_id: str, platform: PlatformDep, who: StaffDep) -> FileResponse:

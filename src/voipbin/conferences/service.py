@@ -27,12 +27,14 @@ import numpy as np
 from sqlalchemy import select
 
 from voipbin.calls.service import ConferenceJoinRequest, ConferenceRefused
+from voipbin.conferences.recording import ConferenceRecording
 from voipbin.core.clock import Clock
 from voipbin.core.ids import new_id
 from voipbin.media.endpoint import MediaEngine, Playback, RtpEndpoint
 from voipbin.media.frames import SAMPLE_RATE_8K
 from voipbin.media.mixer import Mixer, MixLeg
 from voipbin.store.db import Store
+from voipbin.store.files import Files
 from voipbin.store.models import Conference, Conferencecall
 from voipbin.views import announce
 
@@ -59,6 +61,7 @@ class ConferenceContext:
     store: Store
     clock: Clock
     media: MediaEngine
+    files: Files
     node_id: str
     # Runs work that must outlive whoever asked for it (ending a conference on its timeout).
     spawn: Callable[[Coroutine[Any, Any, Any]], None]
@@ -90,10 +93,22 @@ class Room:
         self.mixer = mixer
         self.participants: dict[str, Participant] = {}
         self.ending = False
+        self.recording: ConferenceRecording | None = None
+        self.recording_timer: asyncio.TimerHandle | None = None
 
     @property
     def moderated(self) -> bool:
         return any(p.moderator for p in self.participants.values())
+
+
+class ConferenceError(Exception):
+    """A refused request about a conference; ``reason`` is the API's, ``status`` its HTTP status."""
+
+    def __init__(self, message: str, reason: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.status = status
 
 
 class ConferenceService:
@@ -121,14 +136,19 @@ class ConferenceService:
         self._timers.clear()
         for room in list(self.rooms.values()):
             self._kick_all(room)
+            await self._end_recording(room)
 
     def arm_timeout(self, conference: Conference) -> None:
-        if conference.timeout <= 0:
+        """End the conference ``timeout`` seconds after it was created (again after a change)."""
+        if (timer := self._timers.pop(conference.id, None)) is not None:
+            timer.cancel()
+        if conference.timeout <= 0 or conference.status != "progressing":
             return
         ends_at = conference.tm_create + timedelta(seconds=conference.timeout)
         delay = max(0.0, (ends_at - self.ctx.clock.now()).total_seconds())
+        conference_id = conference.id
         loop = asyncio.get_running_loop()
-        self._timers[conference.id] = loop.call_later(delay, self.ctx.spawn, self.end(conference.id))
+        self._timers[conference_id] = loop.call_later(delay, lambda: self.ctx.spawn(self.end(conference_id)))
 
     async def end(self, conference_id: str, *, delete: bool = False) -> Conference | None:
         """End the conference (its timeout, a connect's other side leaving, or DELETE): ``terminating``,
@@ -147,6 +167,7 @@ class ConferenceService:
             room.ending = True
             self._kick_all(room)
             await self._until_empty(room)
+            await self._end_recording(room)
         async with self.ctx.store.transaction() as tx:
             row = await tx.session.get(Conference, conference_id)
             if row is None:
@@ -258,15 +279,52 @@ class ConferenceService:
             conference.conferencecall_ids = [i for i in conference.conferencecall_ids if i != participant.row_id]
             conference.tm_update = now
             announce(tx, conference, "conference_updated")
-        if not room.participants:
-            room.mixer.close()
-            self.ctx.media.remove_mixer(room.mixer)
-            self.rooms.pop(room.conference_id, None)
+        self._drop_if_idle(room)
         if not room.ending and (room.type == "connect" or participant.end_conference_on_exit):
             room.ending = True
             self.ctx.spawn(self.end(room.conference_id))
         elif participant.moderator:
             self._refresh_waiting(room)
+
+    def _drop_if_idle(self, room: Room) -> None:
+        """A room with nobody in it and nothing recording it no longer mixes."""
+        if not room.participants and room.recording is None and self.rooms.get(room.conference_id) is room:
+            room.mixer.close()
+            self.ctx.media.remove_mixer(room.mixer)
+            del self.rooms[room.conference_id]
+
+    # -- recording -----------------------------------------------------------------------------
+
+    async def start_recording(self, conference: Conference, duration_s: int = 0) -> None:
+        """Record the mix to a WAV until ``stop_recording``, ``duration_s`` (0: no limit) or the end."""
+        if conference.status != "progressing":
+            raise ConferenceError(f"Conference {conference.id} is {conference.status}; only a progressing one is recorded.",
+                                  "CONFERENCE_STATE_INVALID")
+        room = self._room(conference)
+        if room.recording is not None:
+            raise ConferenceError(f"Conference {conference.id} is being recorded already.", "RECORDING_ALREADY_ACTIVE", 409)
+        recording = room.recording = ConferenceRecording(self.ctx.store, self.ctx.clock, self.ctx.files, conference)
+        room.mixer.on_mix = recording.feed
+        if duration_s > 0:
+            loop = asyncio.get_running_loop()
+            room.recording_timer = loop.call_later(duration_s, lambda: self.ctx.spawn(self._end_recording(room)))
+        await recording.start()
+
+    async def stop_recording(self, conference: Conference) -> None:
+        room = self.rooms.get(conference.id)
+        if room is None or room.recording is None:
+            raise ConferenceError(f"Conference {conference.id} is not being recorded.", "RECORDING_NOT_ACTIVE")
+        await self._end_recording(room)
+
+    async def _end_recording(self, room: Room) -> None:
+        recording, room.recording = room.recording, None
+        if room.recording_timer is not None:
+            room.recording_timer.cancel()
+            room.recording_timer = None
+        room.mixer.on_mix = None
+        if recording is not None:
+            await recording.stop()
+        self._drop_if_idle(room)
 
     async def _talking(self, row_id: str, talking: bool) -> None:
         async with self.ctx.store.transaction() as tx:

@@ -98,3 +98,25 @@ class WavRecorder:
         self._write(final=True)
         self.closed = True
         self._wav.close()
+
+
+class MonoWavWriter:
+    """One stream of 8 kHz 16-bit mono PCM frames to a WAV file (a conference's mix)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        # Open for the writer's whole life, not one block: close() closes it.
+        self._wav = wave.open(self.path, "wb")  # noqa: SIM115
+        self._wav.setnchannels(1)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(SAMPLE_RATE_8K)
+        self.closed = False
+
+    def feed(self, pcm: bytes) -> None:
+        if not self.closed:
+            self._wav.writeframesraw(pcm)  # the header is finalised by close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._wav.close()
