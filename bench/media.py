@@ -33,6 +33,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -283,7 +284,19 @@ def _keep_playing(endpoint: RtpEndpoint, pcm: bytes) -> None:
     endpoint.play(pcm).done.add_done_callback(again)
 
 
-async def measure(peer: Peer, calls: int, seconds: float, pcm: bytes) -> dict[str, Any]:
+# What each endpoint of a level does once it has its peer: play a tone (this benchmark), be mixed
+# into a conference (bench/conference.py). It gets the engine and every endpoint of the level.
+Setup = Callable[[MediaEngine, list[RtpEndpoint]], None]
+
+
+def playing_tones(engine: MediaEngine, endpoints: list[RtpEndpoint]) -> None:
+    pcm = tone()
+    for endpoint in endpoints:
+        _keep_playing(endpoint, pcm)
+        _keep_playing(endpoint, pcm)  # two queued, so the refill never races a tick
+
+
+async def measure(peer: Peer, calls: int, seconds: float, setup: Setup) -> dict[str, Any]:
     engine = MediaEngine("127.0.0.1", RTP_PORTS[0], RTP_PORTS[1])
     heard = {"frames": 0, "audio": 0}
     pauses: list[float] = []
@@ -307,8 +320,7 @@ async def measure(peer: Peer, calls: int, seconds: float, pcm: bytes) -> dict[st
             # The peer takes RTCP on its RTP port (rtcp-mux style) and filters it out.
             endpoint.set_remote("127.0.0.1", port, PCMU, rtcp_port=port)
             endpoint.add_tap("in", on_in)
-            _keep_playing(endpoint, pcm)
-            _keep_playing(endpoint, pcm)  # two queued, so the refill never races a tick
+        setup(engine, endpoints)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         await peer.ask(cmd="start")
         gc.callbacks.append(on_gc)
@@ -374,9 +386,8 @@ async def measure(peer: Peer, calls: int, seconds: float, pcm: bytes) -> dict[st
         await peer.ask(cmd="close")
 
 
-async def run(levels: list[int], seconds: float, attempts: int) -> list[dict[str, Any]]:
-    pcm = tone()
-    peer_cmd = [sys.executable, str(Path(__file__).resolve()), "--peer"]
+async def run(levels: list[int], seconds: float, attempts: int, setup: Setup = playing_tones) -> list[dict[str, Any]]:
+    peer_cmd = [sys.executable, str(ROOT / "bench" / "media.py"), "--peer"]
     process = await asyncio.create_subprocess_exec(
         *peer_cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
     )
@@ -389,7 +400,7 @@ async def run(levels: list[int], seconds: float, attempts: int) -> list[dict[str
                 break  # two levels in a row over the limit: higher ones only take longer to fail
             for attempt in range(1, attempts + 1):
                 quiet = await wait_quiet()
-                result = {"attempt": attempt, "box_busy_before_pct": quiet, **await measure(peer, calls, seconds, pcm)}
+                result = {"attempt": attempt, "box_busy_before_pct": quiet, **await measure(peer, calls, seconds, setup)}
                 results.append(result)
                 _print(result)
                 await asyncio.sleep(0.5)
@@ -444,6 +455,26 @@ def _print(result: dict[str, Any]) -> None:
     )
 
 
+def verdicts(levels: list[int], results: list[dict[str, Any]]) -> tuple[dict[int, str], int]:
+    """Each level's verdict, and the capacity: the largest level that passed with none below it failing.
+
+    A level passes when any attempt passed; it fails when an attempt failed on a quiet box; when
+    every attempt failed while other work held the CPU, the level is inconclusive, not failed."""
+    status: dict[int, str] = {}
+    for r in results:
+        verdict = "ok" if r["ok"] else ("inconclusive" if r["contended"] else "fail")
+        previous = status.get(r["calls"])
+        if previous != "ok" and (previous is None or verdict != "inconclusive"):
+            status[r["calls"]] = verdict
+    capacity = 0
+    for calls in levels:
+        if status.get(calls) == "fail":
+            break
+        if status.get(calls) == "ok":
+            capacity = calls
+    return status, capacity
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="10,50,100,200,250,300,400,500", help="comma-separated call counts")
@@ -467,22 +498,8 @@ def main() -> None:
     began = time.perf_counter()
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     results = asyncio.run(run(levels, args.seconds, args.attempts))
-    # A level passes when any attempt passed; it fails when an attempt failed on a quiet box; when
-    # every attempt failed while other work held the CPU, the level is inconclusive, not failed.
-    status: dict[int, str] = {}
-    for r in results:
-        verdict = "ok" if r["ok"] else ("inconclusive" if r["contended"] else "fail")
-        previous = status.get(r["calls"])
-        if previous != "ok" and (previous is None or verdict != "inconclusive"):
-            status[r["calls"]] = verdict
+    status, capacity = verdicts(levels, results)
     passing = sorted(n for n, v in status.items() if v == "ok")
-    # The capacity: the largest N that passed with no smaller level failing.
-    capacity = 0
-    for calls in levels:
-        if status.get(calls) == "fail":
-            break
-        if status.get(calls) == "ok":
-            capacity = calls
     report = {
         "benchmark": "media",
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -328,3 +328,56 @@ def test_an_ai_agent_is_made_answers_a_number_and_talks_on_a_test_call(
         finally:
             baresip.stop()
     assert llm.requests and "Rosa's Bakery" in llm.requests[0]["messages"][0]["content"]
+
+
+@pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip-core is installed by `make test`")
+def test_a_conference_is_made_a_phone_rung_into_it_muted_and_kicked(tab: Walk, console_server: str, tmp_path: Path) -> None:
+    page = tab.page
+    token = httpx.post(f"{console_server}/auth/login", json=ADMIN).json()["token"]
+    auth = {"token": token}
+    extension = {"name": "conf-phone", "detail": "d", "extension": "2401", "password": "desk-pass-2401"}
+    httpx.post(f"{console_server}/v1.0/extensions", params=auth, json=extension).raise_for_status()
+    if not httpx.get(f"{console_server}/v1.0/numbers", params=auth).json()["result"]:
+        httpx.post(f"{console_server}/v1.0/numbers", params=auth, json={"number": "+8991234568", "type": "virtual"})
+    customer_id = httpx.get(f"{console_server}/v1.0/customer", params=auth).json()["id"]
+    config = httpx.get(f"{console_server}/console/config.json").json()
+    baresip = Baresip.start(tmp_path / "baresip", user="2401", password="desk-pass-2401",
+                            domain=f"{customer_id}.{config['registrar_suffix']}", sip_port=config["sip_port"],
+                            microphone=tone(tmp_path / "mic.wav", 600.0, seconds=60))
+    try:
+        page.goto("/console/#/login")
+        page.get_by_label("Email (username)").fill(ADMIN["username"])
+        page.get_by_label("Password").fill(ADMIN["password"])
+        page.get_by_role("button", name="Log in").click()
+        tab.heading("Dashboard")
+        tab.nav("Conferences")
+        tab.heading("Conferences")
+        page.get_by_label(re.compile(r"^Name")).fill("Standup")
+        page.get_by_role("button", name="Create").click()
+        tab.heading("Conference")
+        expect(page.locator("#conference-status")).to_have_attribute("data-status", "progressing")
+        conference_id = page.url.rsplit("/", 1)[1]
+        expect(page.get_by_role("region", name="Standup")).to_contain_text(f"conference:{conference_id}")
+
+        deadline = time.monotonic() + 15
+        while not any(e["registered"] for e in httpx.get(f"{console_server}/v1.0/extensions", params=auth).json()["result"]
+                      if e["extension"] == "2401"):
+            assert time.monotonic() < deadline, f"baresip did not register:\n{baresip.log[-2000:]}"
+            time.sleep(0.2)
+        page.get_by_label("Ring extension").select_option("2401")
+        page.get_by_role("button", name="Ring it").click()
+        people = page.get_by_role("region", name="Participants")
+        row = people.locator("tr[data-conferencecall]")
+        expect(row).to_have_count(1, timeout=20_000)
+        expect(row.locator(".participant-state")).to_have_text("in the mix")
+        expect(row.locator('td[data-talking="true"]')).to_have_count(1, timeout=10_000)  # the phone's tone
+        tab.shot("participant-joined")
+        row.get_by_role("button", name=re.compile(r"^Mute ")).click()
+        expect(row.locator(".participant-state")).to_have_text("muted")
+        tab.shot("participant-muted")
+        row.get_by_role("button", name=re.compile(r"^Kick ")).click()
+        expect(people).to_contain_text("Nobody is in the conference.", timeout=10_000)
+        calls = httpx.get(f"{console_server}/v1.0/conferencecalls", params={**auth, "conference_id": conference_id}).json()
+        assert [(c["status"], c["muted"]) for c in calls["result"]] == [("leaved", True)]
+    finally:
+        baresip.stop()

@@ -71,7 +71,8 @@ def test_required_markers_are_the_schemas(page: Any, console_server: str) -> Non
     page.get_by_label("Password").fill(ADMIN["password"])
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Dashboard")
-    for route in ("/extensions", f"/extensions/{ext['id']}", "/numbers", "/accesskeys", "/settings", "/calls/new", "/ais"):
+    for route in ("/extensions", f"/extensions/{ext['id']}", "/numbers", "/accesskeys", "/settings", "/calls/new", "/ais",
+                  "/conferences"):
         seen += forms_on(page, route)
 
     # Every form of the console was looked at.

@@ -236,9 +236,9 @@ class ConferenceService:
             end_conference_on_exit=bool(options.get("end_conference_on_exit")),
         )  # fmt: skip
         room.participants[row.id] = participant
+        self._refresh_waiting(room)  # before it hears anyone: a waiting participant starts with music
         try:
             await self._joined(conference.id, row.id)
-            self._refresh_waiting(room)
             await participant.left.wait()
         finally:
             await asyncio.shield(self._leave(room, participant))

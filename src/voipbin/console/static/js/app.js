@@ -11,6 +11,7 @@ import * as accesskeys from "./pages/accesskeys.js";
 import * as ais from "./pages/ais.js";
 import * as account from "./pages/account.js";
 import * as calls from "./pages/calls.js";
+import * as conferences from "./pages/conferences.js";
 import * as dashboard from "./pages/dashboard.js";
 import * as extensions from "./pages/extensions.js";
 import * as mailbox from "./pages/mailbox.js";
@@ -38,6 +39,8 @@ route("/calls/:id", calls.detail, { title: "Call" });
 route("/ais", ais.list, { title: "AI agents" });
 route("/ais/:id", ais.detail, { title: "AI agent" });
 route("/aicalls/:id", ais.conversation, { title: "AI conversation" });
+route("/conferences", conferences.list, { title: "Conferences" });
+route("/conferences/:id", conferences.detail, { title: "Conference" });
 route("/events", stream.render, { title: "Live events" });
 route("/accesskeys", accesskeys.render, { title: "Access keys", access: "admin" });
 route("/settings", settings.render, { title: "Settings" });
@@ -45,7 +48,7 @@ route("/settings", settings.render, { title: "Settings" });
 function navItems() {
   const mail = config.mailbox ? [["#/mailbox", "Mailbox"]] : [];
   if (!session.token) return [["#/login", "Log in"], ["#/signup", "Sign up"], ...mail];
-  const items = [["#/", "Dashboard"], ["#/extensions", "Extensions"], ["#/numbers", "Numbers"], ["#/calls", "Calls"], ["#/ais", "AI agents"], ["#/events", "Events"]];
+  const items = [["#/", "Dashboard"], ["#/extensions", "Extensions"], ["#/numbers", "Numbers"], ["#/calls", "Calls"], ["#/ais", "AI agents"], ["#/conferences", "Conferences"], ["#/events", "Events"]];
   if (session.isAdmin) items.push(["#/accesskeys", "Access keys"]);
   return [...items, ["#/settings", "Settings"], ...mail];
 }
