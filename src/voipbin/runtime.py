@@ -80,12 +80,16 @@ class Platform:
         self.summaries = SummaryService(SummaryContext(
             self.store, self.clock, self.bus, self.ai.summary_model,
             transcribe_call=lambda customer_id, call_id, language: self.calls.ensure_transcribe(customer_id, call_id, language),
+            transcribe_conference=lambda customer_id, conference_id, language: self.conferences.ensure_transcription(
+                customer_id, conference_id, language
+            ),
             start_flow=lambda customer_id, flow_id, variables, reference: self.calls.start_flow(
                 customer_id, flow_id, variables, reference
             ),
         ))
         self.conferences = ConferenceService(
-            ConferenceContext(self.store, self.clock, self.sip.media, self.files, self.nodes.id, self.background.spawn)
+            ConferenceContext(self.store, self.clock, self.sip.media, self.files, self.nodes.id, self.background.spawn,
+                              self.speech.transcriber, self.speech.check_transcription)
         )
         self.calls = CallService(CallContext(
             settings=settings,

@@ -269,6 +269,7 @@ class TranscriptOut(Resource):
     customer_id: str
     transcribe_id: str
     direction: str
+    conferencecall_id: str = Field("", description="Ours: in a conference's transcription, the participant who spoke.")
     message: str
     tm_transcript: Timestamp = None
     tm_create: Timestamp

@@ -12,13 +12,18 @@ from voipbin.runtime import Platform
 
 
 def test_each_line_names_its_speaker_and_silence_is_left_out() -> None:
-    assert transcript_text([("in", " Hello? "), ("out", ""), ("out", "Hi, Rosa's Bakery.")]) == (
+    assert transcript_text([("in", " Hello? ", ""), ("out", "", ""), ("out", "Hi, Rosa's Bakery.", "")]) == (
         "Caller: Hello?\nAgent: Hi, Rosa's Bakery."
     )
 
 
+def test_a_conferences_speakers_are_numbered_as_they_first_speak() -> None:
+    lines = [("in", "Morning.", "b"), ("in", "Hi.", "a"), ("in", "Shall we start?", "b")]
+    assert transcript_text(lines) == "Participant 1: Morning.\nParticipant 2: Hi.\nParticipant 1: Shall we start?"
+
+
 def test_a_long_transcript_keeps_its_start_and_its_end_within_the_bound() -> None:
-    lines = [("in", f"line {n} " + "x" * 80) for n in range(500)]
+    lines = [("in", f"line {n} " + "x" * 80, "") for n in range(500)]
     text = transcript_text(lines)
     assert len(text) < MAX_TRANSCRIPT_CHARS + 100
     assert text.startswith("Caller: line 0 ") and text.endswith("line 499 " + "x" * 80)

@@ -166,6 +166,7 @@ async def test_what_cannot_be_summarised_is_refused_with_a_reason(
         ({"reference_type": "call", "reference_id": new_id()}, 404, "CALL_NOT_FOUND"),
         ({"reference_type": "call", "reference_id": ended.id}, 400, "CALL_NOT_TRANSCRIBED"),
         ({"reference_type": "recording", "reference_id": new_id()}, 400, "NOT_SUPPORTED"),
+        ({"reference_type": "conference", "reference_id": new_id()}, 404, "CONFERENCE_NOT_FOUND"),
         ({"reference_type": "transcribe", "reference_id": "not-an-id"}, 400, "INVALID_REQUEST_PARAMETER"),
         ({"reference_type": "meeting", "reference_id": new_id()}, 400, None),
         ({"reference_type": "transcribe", "reference_id": await transcribe(platform, alice),
@@ -177,6 +178,29 @@ async def test_what_cannot_be_summarised_is_refused_with_a_reason(
         if reason:
             assert answer.json()["error"]["reason"] == reason, answer.text
     assert (await client.get("/v1.0/aisummaries", params=alice.auth)).json()["result"] == []
+
+
+async def test_a_conference_in_progress_is_transcribed_and_summarised_once_it_ends(
+    client: httpx.AsyncClient, platform: Platform, alice: Tenant, llm: FakeLlm
+) -> None:
+    llm.script(Scripted(text="Two people agreed to ship on Friday."))
+    conference = (await client.post("/v1.0/conferences", params=alice.auth, json={"name": "planning"})).json()
+    created = await create(client, alice, reference_type="conference", reference_id=conference["id"])
+    assert created.status_code == 200, created.text
+    transcribe_id = (await client.get(f"/v1.0/conferences/{conference['id']}", params=alice.auth)).json()["transcribe_id"]
+    assert transcribe_id  # the summary started the conference's transcription
+    for speaker, message in (("p1", "Can we ship on Friday?"), ("p2", "Yes, Friday works."), ("p1", "Great.")):
+        now = platform.clock.now()
+        row = Transcript(id=new_id(), customer_id=alice.customer_id, transcribe_id=transcribe_id, direction="in",
+                         conferencecall_id=speaker, message=message, tm_transcript=now, tm_create=now)
+        await records.add(platform.store, row, "transcript_created")
+    await asyncio.sleep(0.3)
+    assert not llm.requests  # not while the conference goes on
+    assert (await client.delete(f"/v1.0/conferences/{conference['id']}", params=alice.auth)).status_code == 200
+    done = await summary_when(client, alice, created.json()["id"], "done")
+    assert done["content"] == "Two people agreed to ship on Friday."
+    asked = llm.requests[0]["messages"][-1]["content"]
+    assert "Participant 1: Can we ship on Friday?\nParticipant 2: Yes, Friday works.\nParticipant 1: Great." in asked
 
 
 async def test_a_customer_sees_only_its_own_summaries(

@@ -78,8 +78,8 @@ async def test_a_participant_that_is_not_in_the_conference_cannot_be_kicked_or_m
     assert muted.status_code == 409, muted.text
     listed = await client.get("/v1.0/conferencecalls", params={**alice.auth, "conference_id": conference["id"]})
     assert [r["id"] for r in listed.json()["result"]] == [row.id]
-    refused = await client.post(f"/v1.0/conferences/{conference['id']}/transcribe_start", params=alice.auth)
-    assert refused.status_code == 400 and refused.json()["error"]["reason"] == "NOT_SUPPORTED"
+    refused = await client.post(f"/v1.0/conferences/{conference['id']}/transcribe_stop", params=alice.auth)
+    assert refused.status_code == 400 and refused.json()["error"]["reason"] == "TRANSCRIBE_NOT_ACTIVE"
     not_recording = await client.post(f"/v1.0/conferences/{conference['id']}/recording_stop", params=alice.auth)
     assert not_recording.status_code == 400 and not_recording.json()["error"]["reason"] == "RECORDING_NOT_ACTIVE"
 
@@ -109,3 +109,21 @@ async def test_a_customer_sees_only_its_own_conferences(client: httpx.AsyncClien
     assert (await client.put(f"/v1.0/conferences/{conference['id']}", params=bob.auth, json={"name": "x"})).status_code == 404
     assert (await client.get("/v1.0/conferences", params=bob.auth)).json()["result"] == []
     assert (await client.get(f"/v1.0/conferences/{conference['id']}", params=alice.auth)).json()["status"] == "progressing"
+
+
+async def test_a_conference_is_transcribed_once_at_a_time_in_a_language_we_understand(
+    client: httpx.AsyncClient, alice: Tenant
+) -> None:
+    conference = (await client.post("/v1.0/conferences", params=alice.auth, json={"name": "c"})).json()
+    url = f"/v1.0/conferences/{conference['id']}"
+    unknown = await client.post(f"{url}/transcribe_start", params=alice.auth, json={"language": "xx-YY"})
+    assert unknown.status_code == 400 and unknown.json()["error"]["reason"] == "UNSUPPORTED_LANGUAGE", unknown.text
+    started = await client.post(f"{url}/transcribe_start", params=alice.auth, json={"language": "en-US"})
+    assert started.status_code == 200 and started.json()["transcribe_id"], started.text
+    again = await client.post(f"{url}/transcribe_start", params=alice.auth)
+    assert again.status_code == 409 and again.json()["error"]["reason"] == "TRANSCRIBE_ALREADY_ACTIVE"
+    stopped = await client.post(f"{url}/transcribe_stop", params=alice.auth)
+    assert stopped.status_code == 200 and stopped.json()["transcribe_id"] == "", stopped.text
+    transcribe = (await client.get(f"/v1.0/transcribes/{started.json()['transcribe_id']}", params=alice.auth)).json()
+    assert transcribe["status"] == "done" and transcribe["reference_type"] == "conference"
+    assert stopped.json()["transcribe_ids"] == [transcribe["id"]]

@@ -52,7 +52,7 @@ def forms_on(page: Any, route: str) -> list[dict[str, Any]]:
 
 
 def test_required_markers_are_the_schemas(page: Any, console_server: str) -> None:
-    spec = httpx.get(f"{console_server}/openapi.json").json()
+    spec = httpx.get(f"{console_server}/openapi.json", timeout=30).json()  # the first build of the schema, on a busy box
     token = httpx.post(f"{console_server}/auth/login", json=ADMIN).json()["token"]
     ext = httpx.post(f"{console_server}/v1.0/extensions", params={"token": token},
                      json={"name": "forms", "detail": "d", "extension": "forms1", "password": "forms-pass-1"}).json()

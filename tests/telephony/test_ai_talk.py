@@ -201,9 +201,10 @@ async def test_barge_in_silences_the_ai_on_the_wire_within_200_ms(
     finally:
         phone.stop()
 
-    # The caller's second sentence is the last burst of speech on the way in (loud after half a
-    # second of quiet); the AI was speaking then, and its audio stops within 10 frames.
-    onsets = [i for i in range(25, len(heard_in)) if heard_in[i] > LOUD and max(heard_in[i - 25 : i]) <= LOUD]
+    # The caller's second sentence is the last burst of speech on the way in after a long quiet
+    # (1.5 s: the pause after its "Sorry," is close to half a second, and must not count); the AI
+    # was speaking then, and its audio stops within 10 frames.
+    onsets = [i for i in range(75, len(heard_in)) if heard_in[i] > LOUD and max(heard_in[i - 75 : i]) <= LOUD]
     barge = onsets[-1]
     assert max(sent_out[barge - 10 : barge]) > LOUD, "the AI was not speaking when the caller cut in"
     quiet = (i for i in range(barge, len(sent_out)) if all(level < LOUD / 10 for level in sent_out[i : i + 10]))

@@ -24,6 +24,8 @@ from tests.conftest import Tenant
 from tests.peers.baresip import RATE, Baresip, read_wav, tone
 from tests.telephony.conftest import until
 from tests.telephony.softphones import until_status
+from tests.telephony.test_ai_talk import microphone
+from tests.telephony.test_quickstart_calls import words
 from voipbin.runtime import Platform
 from voipbin.store.models import Recording
 
@@ -205,3 +207,50 @@ async def test_a_connect_conference_ends_when_one_side_leaves_and_runs_its_pre_a
     for activeflow in activeflows:
         if activeflow["flow_id"] in flows.values():
             assert [a["type"] for a in activeflow["executed_actions"]] == ["variable_set", "talk"]
+
+
+async def test_each_participant_is_transcribed_apart_so_transcripts_say_who_spoke(
+    tmp_path: Path, client: httpx.AsyncClient, platform: Platform, alice: Tenant
+) -> None:
+    """Two phones talk over each other; each transcript names the participant who said it."""
+    said = {"3101": "The quarterly report is ready for review.", "3102": "Please send the invoice tomorrow morning."}
+    started: dict[str, Baresip] = {}
+    try:
+        for extension, sentence in said.items():
+            body = {"extension": extension, "password": f"secret-{extension}", "name": f"p{extension}", "detail": "baresip"}
+            assert (await client.post("/v1.0/extensions", params=alice.auth, json=body)).status_code == 200
+            mic = await microphone(platform, tmp_path / f"{extension}.wav", (3.0 if extension == "3101" else 3.4, sentence))
+            started[extension] = Baresip.start(
+                tmp_path / extension, user=extension, password=f"secret-{extension}",
+                domain=f"{alice.customer_id}.registrar.voipbin.test", sip_port=platform.sip.stack.port, microphone=mic,
+            )  # fmt: skip
+        for extension in said:
+            await until(lambda e=extension: platform.sip.registrations(alice.customer_id, e), timeout=15)
+        conference_id = (await client.post("/v1.0/conferences", params=alice.auth, json={"name": "review"})).json()["id"]
+        transcribing = await client.post(f"/v1.0/conferences/{conference_id}/transcribe_start", params=alice.auth,
+                                         json={"language": "en-US"})
+        assert transcribing.status_code == 200, transcribing.text
+        transcribe_id = transcribing.json()["transcribe_id"]
+        call_ids = {e: await call_into(client, alice, e, conference_id) for e in said}
+        in_conference = {p["reference_id"]: p["id"] for p in await joined(client, alice, conference_id, 2)}
+
+        async def transcripts() -> list[dict[str, Any]]:
+            found = await client.get("/v1.0/transcripts", params={**alice.auth, "transcribe_id": transcribe_id})
+            return list(found.json()["result"])
+
+        async with asyncio.timeout(30):
+            while len({t["conferencecall_id"] for t in await transcripts()}) < 2:
+                await asyncio.sleep(0.2)
+        await client.delete(f"/v1.0/conferences/{conference_id}", params=alice.auth)
+    finally:
+        for phone in started.values():
+            phone.stop()
+
+    by_speaker: dict[str, set[str]] = {}
+    for transcript in await transcripts():
+        by_speaker.setdefault(transcript["conferencecall_id"], set()).update(words(transcript["message"]))
+    first, second = (by_speaker.get(in_conference[call_ids[e]], set()) for e in ("3101", "3102"))
+    assert {"quarterly", "report", "review"} <= first and not {"invoice", "tomorrow"} & first, by_speaker
+    assert {"invoice", "tomorrow", "morning"} <= second and not {"quarterly", "report"} & second, by_speaker
+    done = (await client.get(f"/v1.0/transcribes/{transcribe_id}", params=alice.auth)).json()
+    assert done["status"] == "done" and done["reference_id"] == conference_id

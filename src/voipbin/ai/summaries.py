@@ -25,17 +25,18 @@ from sqlalchemy import or_, select, update
 
 from voipbin.ai.llm import ChatModel, LlmError, LlmText
 from voipbin.calls.service import CallError, CallStateError, SummaryRefused, SummaryRequest
+from voipbin.conferences.service import ConferenceError
 from voipbin.core.clock import Clock
 from voipbin.core.ids import is_uuid, new_id
 from voipbin.events.bus import EventBus, Subscription
 from voipbin.flows.actions import NIL_ID
 from voipbin.store.db import Store
-from voipbin.store.models import AiSummary, Call, Flow, Transcribe, Transcript
+from voipbin.store.models import AiSummary, Call, Conference, Flow, Transcribe, Transcript
 from voipbin.views import announce
 
 log = logging.getLogger(__name__)
 
-REFERENCE_TYPES: Final = ("call", "transcribe")
+REFERENCE_TYPES: Final = ("call", "conference", "transcribe")
 LEASE: Final = timedelta(minutes=5)
 SWEEP_S: Final = 30.0
 """How often progressing summaries are looked at even if no event said so (missed events, restarts)."""
@@ -50,7 +51,7 @@ WAKING_EVENTS: Final = frozenset({"transcribe_done", "summary_created"})
 
 # Starts the customer's flow without a call: (customer_id, flow_id, variables, (reference type, id)).
 FlowStarter = Callable[[str, str, dict[str, str], tuple[str, str]], Awaitable[str]]
-# Starts (or finds) the live call's transcription: (customer_id, call_id, language) -> transcribe id.
+# Starts (or finds) the live call's or conference's transcription: (customer_id, id, language) -> transcribe id.
 CallTranscriber = Callable[[str, str, str], Awaitable[str]]
 
 
@@ -61,6 +62,7 @@ class SummaryContext:
     bus: EventBus
     model: Callable[[], Awaitable[ChatModel]]  # the model summaries are made with
     transcribe_call: CallTranscriber
+    transcribe_conference: CallTranscriber
     start_flow: FlowStarter
 
 
@@ -77,9 +79,21 @@ def summary_messages(language: str, transcript: str) -> list[dict[str, str]]:
     ]
 
 
-def transcript_text(lines: Sequence[tuple[str, str]]) -> str:
-    """The transcript as the model reads it, ``Caller: ...`` per line, bounded to its start and end."""
-    text = "\n".join(f"{SPEAKERS.get(direction, 'Agent')}: {message.strip()}" for direction, message in lines if message.strip())
+def transcript_text(lines: Sequence[tuple[str, str, str]]) -> str:
+    """The transcript as the model reads it, bounded to its start and end: ``Caller: ...`` and
+    ``Agent: ...`` for a call, ``Participant 1: ...`` for a conference's (by ``conferencecall_id``,
+    numbered as they first speak)."""
+    participants: dict[str, int] = {}
+    spoken = []
+    for direction, message, conferencecall_id in lines:
+        if not message.strip():
+            continue
+        if conferencecall_id:
+            speaker = f"Participant {participants.setdefault(conferencecall_id, len(participants) + 1)}"
+        else:
+            speaker = SPEAKERS.get(direction, "Agent")
+        spoken.append(f"{speaker}: {message.strip()}")
+    text = "\n".join(spoken)
     if len(text) <= MAX_TRANSCRIPT_CHARS:
         return text
     tail = MAX_TRANSCRIPT_CHARS - HEAD_CHARS
@@ -106,7 +120,7 @@ class SummaryService:
         if request.reference_type not in REFERENCE_TYPES:
             raise SummaryRefused(
                 f"Summaries of a {request.reference_type or 'reference'} are not supported yet; "
-                "summarise a call or a transcribe (reference_type call or transcribe).",
+                "summarise a call, a conference or a transcribe.",
                 "NOT_SUPPORTED",
             )
         if not is_uuid(request.reference_id):
@@ -151,6 +165,8 @@ class SummaryService:
                 if found is None:
                     raise SummaryRefused(f"Transcribe {reference_id} does not exist in your account.", "TRANSCRIBE_NOT_FOUND")
                 return str(found)
+            if request.reference_type == "conference":
+                return await self._conference_transcribe(request, language)
             call = await session.scalar(
                 select(Call).where(Call.id == reference_id, Call.customer_id == request.customer_id, Call.tm_delete.is_(None))
             )
@@ -173,6 +189,33 @@ class SummaryService:
                 f"Call {reference_id} is {call.status} and was not transcribed: a call is summarised from its "
                 "transcript, so ask while it is in progress (or put ai_summary in its flow).",
                 "CALL_NOT_TRANSCRIBED",
+            )
+        return str(latest)
+
+    async def _conference_transcribe(self, request: SummaryRequest, language: str) -> str:
+        """A conference in progress is transcribed (each participant) until it ends; one that has
+        ended is summarised from its last transcription."""
+        reference_id = request.reference_id.lower()
+        async with self.ctx.store.session() as session:
+            conference = await session.scalar(select(Conference).where(
+                Conference.id == reference_id, Conference.customer_id == request.customer_id, Conference.tm_delete.is_(None)
+            ))  # fmt: skip
+            if conference is None:
+                raise SummaryRefused(f"Conference {reference_id} does not exist in your account.", "CONFERENCE_NOT_FOUND")
+            if conference.status == "progressing":
+                try:
+                    return await self.ctx.transcribe_conference(request.customer_id, conference.id, language)
+                except ConferenceError as error:
+                    raise SummaryRefused(error.message, error.reason) from None
+            latest = await session.scalar(
+                select(Transcribe.id)
+                .where(Transcribe.reference_id == conference.id, Transcribe.customer_id == request.customer_id)
+                .order_by(Transcribe.tm_create.desc())
+            )
+        if latest is None:
+            raise SummaryRefused(
+                f"Conference {reference_id} is {conference.status} and was not transcribed: ask while it is in progress.",
+                "CONFERENCE_NOT_TRANSCRIBED",
             )
         return str(latest)
 
@@ -250,11 +293,11 @@ class SummaryService:
             if row is None or row.tm_delete is not None:
                 return None
             lines = (await session.execute(
-                select(Transcript.direction, Transcript.message)
+                select(Transcript.direction, Transcript.message, Transcript.conferencecall_id)
                 .where(Transcript.transcribe_id == row.transcribe_id)
                 .order_by(Transcript.tm_transcript, Transcript.tm_create)
             )).all()  # fmt: skip
-        text = transcript_text([(direction, message) for direction, message in lines])
+        text = transcript_text([(direction, message, speaker) for direction, message, speaker in lines])
         content = await self._ask(summary_id, row.language, text) if text else ""
         async with self.ctx.store.transaction() as tx:
             done = await tx.session.get(AiSummary, summary_id)

@@ -141,12 +141,6 @@ async def delete(conference_id: str, platform: PlatformDep, who: StaffDep, reque
     return ConferenceOut.model_validate(ended or row)
 
 
-async def _not_supported_yet(platform: Platform, conference_id: str, customer_id: str, operation: str) -> None:
-    async with platform.store.session() as session:
-        await get_owned(session, Conference, conference_id, customer_id, "conference")
-    raise bad_request(f"{operation} on a conference is not supported yet.", "NOT_SUPPORTED")
-
-
 class ConferenceRecordingIn(Strict):
     format: Literal["wav"] = "wav"
     duration: Annotated[int, Field(ge=0, le=MAX_TIMEOUT_S, description="Seconds until it stops by itself; 0: never.")] = 0
@@ -186,14 +180,30 @@ async def _conference_call(operation: Coroutine[Any, Any, None]) -> None:
         raise ApiError(error.status, error.reason, error.message) from None
 
 
-@router.post("/conferences/{conference_id}/transcribe_start", summary="Transcribe the conference (not supported yet)")
-async def transcribe_start(conference_id: str, platform: PlatformDep, who: StaffDep) -> None:
-    await _not_supported_yet(platform, conference_id, who.customer_id, "transcribe_start")
+class ConferenceTranscribeIn(Strict):
+    language: Annotated[str, Field(max_length=35, description="BCP47, en-US by default.")] = ""
 
 
-@router.post("/conferences/{conference_id}/transcribe_stop", summary="Stop transcribing (not supported yet)")
-async def transcribe_stop(conference_id: str, platform: PlatformDep, who: StaffDep) -> None:
-    await _not_supported_yet(platform, conference_id, who.customer_id, "transcribe_stop")
+@router.post("/conferences/{conference_id}/transcribe_start", response_model=ConferenceOut,
+             summary="Transcribe each participant")
+async def transcribe_start(
+    conference_id: str, platform: PlatformDep, who: StaffDep, request: Request, body: ConferenceTranscribeIn | None = None
+) -> ConferenceOut | Response:
+    """One transcribe (``reference_type`` conference); each transcript names its speaker's ``conferencecall_id``."""
+    row = await _on_its_node(request, platform, conference_id, who.customer_id)
+    if isinstance(row, Response):
+        return row
+    await _conference_call(platform.conferences.start_transcription(row, (body or ConferenceTranscribeIn()).language))
+    return await get_conference(conference_id, platform, who)
+
+
+@router.post("/conferences/{conference_id}/transcribe_stop", response_model=ConferenceOut, summary="Stop transcribing")
+async def transcribe_stop(conference_id: str, platform: PlatformDep, who: StaffDep, request: Request) -> ConferenceOut | Response:
+    row = await _on_its_node(request, platform, conference_id, who.customer_id)
+    if isinstance(row, Response):
+        return row
+    await _conference_call(platform.conferences.stop_transcription(row))
+    return await get_conference(conference_id, platform, who)
 
 
 @router.get("/conferencecalls", response_model=Page[ConferencecallOut])

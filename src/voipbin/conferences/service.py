@@ -28,11 +28,14 @@ from sqlalchemy import select
 
 from voipbin.calls.service import ConferenceJoinRequest, ConferenceRefused
 from voipbin.conferences.recording import ConferenceRecording
+from voipbin.conferences.transcription import ConferenceTranscription
 from voipbin.core.clock import Clock
 from voipbin.core.ids import new_id
 from voipbin.media.endpoint import MediaEngine, Playback, RtpEndpoint
 from voipbin.media.frames import SAMPLE_RATE_8K
 from voipbin.media.mixer import Mixer, MixLeg
+from voipbin.speech.service import LiveTranscriber
+from voipbin.speech.stt import SttError
 from voipbin.store.db import Store
 from voipbin.store.files import Files
 from voipbin.store.models import Conference, Conferencecall
@@ -65,6 +68,10 @@ class ConferenceContext:
     node_id: str
     # Runs work that must outlive whoever asked for it (ending a conference on its timeout).
     spawn: Callable[[Coroutine[Any, Any, Any]], None]
+    # A recogniser for one participant (options as speech.service.SpeechService.transcriber's),
+    # and the check that refuses a language none here understands (SttError).
+    transcriber: Callable[..., LiveTranscriber]
+    check_transcription: Callable[[str, str], None]
 
 
 @dataclass
@@ -95,6 +102,7 @@ class Room:
         self.ending = False
         self.recording: ConferenceRecording | None = None
         self.recording_timer: asyncio.TimerHandle | None = None
+        self.transcription: ConferenceTranscription | None = None
 
     @property
     def moderated(self) -> bool:
@@ -137,6 +145,7 @@ class ConferenceService:
         for room in list(self.rooms.values()):
             self._kick_all(room)
             await self._end_recording(room)
+            await self._end_transcription(room)
 
     def arm_timeout(self, conference: Conference) -> None:
         """End the conference ``timeout`` seconds after it was created (again after a change)."""
@@ -168,6 +177,7 @@ class ConferenceService:
             self._kick_all(room)
             await self._until_empty(room)
             await self._end_recording(room)
+            await self._end_transcription(room)
         async with self.ctx.store.transaction() as tx:
             row = await tx.session.get(Conference, conference_id)
             if row is None:
@@ -237,6 +247,8 @@ class ConferenceService:
         )  # fmt: skip
         room.participants[row.id] = participant
         self._refresh_waiting(room)  # before it hears anyone: a waiting participant starts with music
+        if room.transcription is not None:
+            room.transcription.listen(row.id, request.endpoint)
         try:
             await self._joined(conference.id, row.id)
             await participant.left.wait()
@@ -266,6 +278,8 @@ class ConferenceService:
     async def _leave(self, room: Room, participant: Participant) -> None:
         self._stop_music(participant)
         participant.leg.close()
+        if room.transcription is not None:
+            await room.transcription.unlisten(participant.row_id)
         room.participants.pop(participant.row_id, None)
         async with self.ctx.store.transaction() as tx:
             row = await tx.session.get(Conferencecall, participant.row_id)
@@ -288,7 +302,8 @@ class ConferenceService:
 
     def _drop_if_idle(self, room: Room) -> None:
         """A room with nobody in it and nothing recording it no longer mixes."""
-        if not room.participants and room.recording is None and self.rooms.get(room.conference_id) is room:
+        busy = room.participants or room.recording is not None or room.transcription is not None
+        if not busy and self.rooms.get(room.conference_id) is room:
             room.mixer.close()
             self.ctx.media.remove_mixer(room.mixer)
             del self.rooms[room.conference_id]
@@ -324,6 +339,54 @@ class ConferenceService:
         room.mixer.on_mix = None
         if recording is not None:
             await recording.stop()
+        self._drop_if_idle(room)
+
+    # -- transcription -------------------------------------------------------------------------
+
+    async def start_transcription(self, conference: Conference, language: str) -> None:
+        """Transcribe each participant, now and as they join, until ``stop_transcription`` or the end."""
+        if conference.status != "progressing":
+            raise ConferenceError(f"Conference {conference.id} is {conference.status}; only a progressing one is transcribed.",
+                                  "CONFERENCE_STATE_INVALID")
+        try:
+            self.ctx.check_transcription(language or "en-US", "")
+        except SttError as error:
+            raise ConferenceError(str(error), "UNSUPPORTED_LANGUAGE") from None
+        room = self._room(conference)
+        if room.transcription is not None:
+            raise ConferenceError(f"Conference {conference.id} is being transcribed already.", "TRANSCRIBE_ALREADY_ACTIVE", 409)
+        transcription = room.transcription = ConferenceTranscription(
+            self.ctx.store, self.ctx.clock, self.ctx.transcriber, conference, language
+        )
+        await transcription.start()
+        for participant in room.participants.values():
+            transcription.listen(participant.row_id, participant.endpoint)
+
+    async def ensure_transcription(self, customer_id: str, conference_id: str, language: str) -> str:
+        """The id of the conference's transcription, started now if it has none (an AI summary asks)."""
+        async with self.ctx.store.session() as session:
+            conference = await session.scalar(select(Conference).where(
+                Conference.id == conference_id, Conference.customer_id == customer_id, Conference.tm_delete.is_(None)
+            ))  # fmt: skip
+        if conference is None:
+            raise ConferenceError(f"Conference {conference_id} does not exist in your account.", "CONFERENCE_NOT_FOUND", 404)
+        room = self.rooms.get(conference.id)
+        if room is None or room.transcription is None:
+            await self.start_transcription(conference, language)
+            room = self.rooms[conference.id]
+        assert room.transcription is not None
+        return room.transcription.row.id
+
+    async def stop_transcription(self, conference: Conference) -> None:
+        room = self.rooms.get(conference.id)
+        if room is None or room.transcription is None:
+            raise ConferenceError(f"Conference {conference.id} is not being transcribed.", "TRANSCRIBE_NOT_ACTIVE")
+        await self._end_transcription(room)
+
+    async def _end_transcription(self, room: Room) -> None:
+        transcription, room.transcription = room.transcription, None
+        if transcription is not None:
+            await transcription.stop()
         self._drop_if_idle(room)
 
     async def _talking(self, row_id: str, talking: bool) -> None:

@@ -394,6 +394,8 @@ class Transcript(Base):
     customer_id: Mapped[str] = mapped_column(String(36), index=True)
     transcribe_id: Mapped[str] = mapped_column(String(36), index=True)
     direction: Mapped[str] = mapped_column(String(8))
+    # Ours: in a conference's transcription, the participant who said it.
+    conferencecall_id: Mapped[str] = mapped_column(String(36), default="")
     message: Mapped[str] = mapped_column(Text)
     tm_transcript: Mapped[datetime | None] = mapped_column(default=None)
     tm_create: Mapped[datetime] = mapped_column(index=True)
