@@ -157,6 +157,7 @@ class Platform:
 
     async def _end_calls_of(self, node_ids: list[str]) -> None:
         await self.calls.end_calls_of(node_ids)
+        await self.conferences.forget_nodes(node_ids)
 
 
 def _check_role(settings: Settings) -> None:

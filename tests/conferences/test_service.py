@@ -16,6 +16,7 @@ from voipbin.calls.service import ConferenceJoinRequest
 from voipbin.conferences.service import Participant
 from voipbin.core.ids import new_id
 from voipbin.runtime import Platform
+from voipbin.store.models import Conference, Conferencecall
 
 
 async def conference(client: httpx.AsyncClient, alice: Tenant, **body: Any) -> str:
@@ -101,3 +102,36 @@ async def test_talking_is_announced_and_shown(client: httpx.AsyncClient, platfor
                     assert event.data["talking"] is True and event.data["id"] == talker.row_id
                     break
     events.close()
+
+
+async def test_the_participants_of_a_node_that_died_are_recorded_as_gone(
+    client: httpx.AsyncClient, platform: Platform, alice: Tenant
+) -> None:
+    conference_id = await conference(client, alice)
+    row = Conferencecall(id=new_id(), customer_id=alice.customer_id, conference_id=conference_id, status="joined",
+                         reference_id=new_id(), tm_create=platform.clock.now())
+    async with platform.store.transaction() as tx:
+        tx.session.add(row)
+        stored = await tx.session.get(Conference, conference_id)
+        assert stored is not None
+        stored.node_id, stored.conferencecall_ids = "node-that-died", [row.id]
+    await platform.conferences.forget_nodes(["node-that-died"])
+    found = (await client.get(f"/v1.0/conferences/{conference_id}", params=alice.auth)).json()
+    assert found["conferencecall_ids"] == [] and found["status"] == "progressing"
+    gone = (await client.get(f"/v1.0/conferencecalls/{row.id}", params=alice.auth)).json()
+    assert gone["status"] == "leaved"
+    async with attending(platform, alice, conference_id):  # the next call mixes it here
+        assert conference_id in platform.conferences.rooms
+
+
+async def test_a_call_whose_media_closed_is_refused_and_not_left_joining(
+    client: httpx.AsyncClient, platform: Platform, alice: Tenant
+) -> None:
+    conference_id = await conference(client, alice)
+    endpoint = await platform.sip.media.open_endpoint()
+    await endpoint.close()  # the call hung up while its flow reached conference_join
+    seat = await platform.conferences.seat(ConferenceJoinRequest(new_id(), alice.customer_id, "", endpoint, conference_id))
+    await seat.attend()  # refused: the flow goes on
+    rows = (await client.get("/v1.0/conferencecalls", params={**alice.auth, "conference_id": conference_id})).json()
+    assert [r["status"] for r in rows["result"]] == ["leaved"]
+    assert conference_id not in platform.conferences.rooms

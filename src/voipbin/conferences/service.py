@@ -147,6 +147,27 @@ class ConferenceService:
             await self._end_recording(room)
             await self._end_transcription(room)
 
+    async def forget_nodes(self, node_ids: list[str]) -> None:
+        """Conferences mixed on nodes that died lost their participants with their calls: record
+        each participant as gone, so the next call to join mixes the conference on its own node."""
+        async with self.ctx.store.session() as session:
+            orphaned = (await session.scalars(select(Conference.id).where(
+                Conference.node_id.in_(node_ids), Conference.tm_delete.is_(None)
+            ))).all()  # fmt: skip
+        if not orphaned:
+            return  # the usual case, checked on every heartbeat: no write
+        async with self.ctx.store.transaction() as tx:
+            now = tx.clock.now()
+            stranded = (await tx.session.scalars(select(Conferencecall).where(
+                Conferencecall.conference_id.in_(orphaned), Conferencecall.status.in_(("joining", "joined", "leaving"))
+            ))).all()  # fmt: skip
+            for row in stranded:
+                row.status, row.talking, row.tm_update = "leaved", False, now
+                announce(tx, row, "conferencecall_leaved")
+            for conference in (await tx.session.scalars(select(Conference).where(Conference.id.in_(orphaned)))).all():
+                conference.conferencecall_ids, conference.node_id, conference.tm_update = [], "", now
+                announce(tx, conference, "conference_updated")
+
     def arm_timeout(self, conference: Conference) -> None:
         """End the conference ``timeout`` seconds after it was created (again after a change)."""
         if (timer := self._timers.pop(conference.id, None)) is not None:
@@ -239,7 +260,12 @@ class ConferenceService:
         async with self.ctx.store.transaction() as tx:
             tx.session.add(row)
             announce(tx, row, "conferencecall_joining")
-        leg = room.mixer.add(request.endpoint, row.id, muted=row.muted)
+        try:
+            leg = room.mixer.add(request.endpoint, row.id, muted=row.muted)
+        except RuntimeError:  # the call's media closed (it hung up) or is bridged elsewhere
+            await self._gone_before_joining(row.id)
+            self._drop_if_idle(room)
+            raise ConferenceRefused(f"call {request.call_id} has no media to join with") from None
         participant = Participant(
             row.id, request.call_id, request.endpoint, leg, muted=row.muted,
             moderator=bool(options.get("moderator")), waits_for_moderator=bool(options.get("wait_for_moderator")),
@@ -254,6 +280,13 @@ class ConferenceService:
             await participant.left.wait()
         finally:
             await asyncio.shield(self._leave(room, participant))
+
+    async def _gone_before_joining(self, row_id: str) -> None:
+        async with self.ctx.store.transaction() as tx:
+            row = await tx.session.get(Conferencecall, row_id)
+            if row is not None:
+                row.status, row.tm_update = "leaved", tx.clock.now()
+                announce(tx, row, "conferencecall_leaved")
 
     def _room(self, conference: Conference) -> Room:
         room = self.rooms.get(conference.id)
