@@ -190,7 +190,7 @@ def test_signup_to_first_call(tab: Walk, tmp_path: Path) -> None:
     page.get_by_role("link", name="Forgot your password?").click()
     page.get_by_label("Email (username)").fill(EMAIL)
     page.get_by_role("button", name="Send me a link").click()
-    tab.heading("Check your email")
+    tab.heading("Check your email", timeout=15_000)  # the call just ended: its recognisers may still hold the CPU
     tab.shot("password-forgot")
 
 
