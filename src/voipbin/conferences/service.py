@@ -150,6 +150,9 @@ class ConferenceService:
     async def forget_nodes(self, node_ids: list[str]) -> None:
         """Conferences mixed on nodes that died lost their participants with their calls: record
         each participant as gone, so the next call to join mixes the conference on its own node."""
+        node_ids = [node_id for node_id in node_ids if node_id]  # "" is a conference nobody joined yet
+        if not node_ids:
+            return
         async with self.ctx.store.session() as session:
             orphaned = (await session.scalars(select(Conference.id).where(
                 Conference.node_id.in_(node_ids), Conference.tm_delete.is_(None)
