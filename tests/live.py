@@ -23,6 +23,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports free for both TCP and UDP (a softphone
+    that listens on UDP and TCP at one port and on TLS at the next)."""
+    for _ in range(100):
+        base = free_port()
+        if base + count <= 65536 and all(_bindable(port, kind) for port in range(base, base + count)
+                                         for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
+
+
+def _bindable(port: int, kind: socket.SocketKind) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @contextmanager
 def live_server(data_dir: Path, **changes: object) -> Iterator[tuple[str, Settings]]:
     """Serve the app over plain HTTP on 127.0.0.1; yields its base URL and settings."""

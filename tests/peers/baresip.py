@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.live import free_port
+from tests.live import free_port, free_ports
 
 RATE = 8000
 
@@ -58,7 +58,7 @@ class Baresip:
             raise RuntimeError("baresip is not installed (Debian package baresip-core)")
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "dump").mkdir(exist_ok=True)
-        control_port, local_port = free_port(), free_port()
+        control_port, local_port = free_port(), free_ports(2)  # baresip adds TLS at the next port
         rtp = free_port()
         (workdir / "config").write_text(
             "\n".join(

@@ -7,6 +7,10 @@ A stream rather than pub/sub: a node that loses Redis for a while resumes readin
 entry it saw and misses nothing that was added meanwhile. Events that could not be added while
 Redis was down wait in memory (bounded) and go out once it is back; they are in the database's
 durable log either way, and webhooks are queued there, not here.
+
+Adding is at least once: a Redis that stalls past the socket timeout still carries out the XADD it
+had read, and the node, with no answer, adds the event again. Readers therefore drop an event id they
+have just handed on.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ STREAM_LENGTH = 100_000  # entries kept: minutes of history at any realistic eve
 RETRY_S = 0.5
 MAX_UNSENT = 100_000
 READ_BLOCK_MS = 1000
+RECENT_IDS = 10_000  # a retried add lands right after the first: this many ids back is ample
 CLOSE_FLUSH_S = 2.0
 
 
@@ -49,6 +54,7 @@ class RedisBus(InProcessBus):
         self.node = secrets.token_hex(8)
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._recent = _RecentIds(RECENT_IDS)
 
     async def start(self) -> None:
         # Read from what the stream holds now: events published before this node started are
@@ -105,7 +111,8 @@ class RedisBus(InProcessBus):
         except (KeyError, ValueError, TypeError):
             log.exception("event bus: skipping an unreadable stream entry")
             return
-        self.deliver_locally(event)
+        if self._recent.add(event.id):
+            self.deliver_locally(event)
 
     async def close(self) -> None:
         # What this node published last still reaches the others, if Redis answers soon.
@@ -122,6 +129,25 @@ class RedisBus(InProcessBus):
     async def _drained(self) -> None:
         while self._unsent and self._tasks:
             await asyncio.sleep(0.01)
+
+
+class _RecentIds:
+    """The last ``size`` ids seen, in a set for lookups and a ring to forget the oldest."""
+
+    def __init__(self, size: int) -> None:
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self._size = size
+
+    def add(self, event_id: str) -> bool:
+        """True if ``event_id`` is new."""
+        if event_id in self._ids:
+            return False
+        self._ids.add(event_id)
+        self._order.append(event_id)
+        if len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
+        return True
 
 
 def _encode(event: Event) -> str:
