@@ -16,6 +16,7 @@ from voipbin.ai.summaries import SummaryContext, SummaryService
 from voipbin.auth.throttle import Throttle, make_throttle
 from voipbin.auth.tokens import JwtSigner
 from voipbin.calls.context import CallContext
+from voipbin.calls.links import LinkSigner
 from voipbin.calls.nodes import NodeRegistry
 from voipbin.calls.service import CallService
 from voipbin.conferences.service import ConferenceContext, ConferenceService
@@ -89,8 +90,11 @@ class Platform:
         ))
         self.conferences = ConferenceService(
             ConferenceContext(self.store, self.clock, self.sip.media, self.files, self.nodes.id, self.background.spawn,
-                              self.speech.transcriber, self.speech.check_transcription)
+                              self.speech.transcriber, self.speech.check_transcription,
+                              join_elsewhere=lambda request, node_id: self.calls.join_conference_on(request, node_id))
         )
+        # Rekeyed with the install's shared secret in ``start``, as the JWT signer is.
+        self.links = LinkSigner()
         self.calls = CallService(CallContext(
             settings=settings,
             store=self.store,
@@ -106,6 +110,8 @@ class Platform:
             ai_talk=self.ai.talk,
             ai_summary=self.summaries.create,
             conference_join=self.conferences.seat,
+            node_sip_address=self.nodes.sip_address_of,
+            links=self.links,
         ))
         self.sip.ua.on_incoming = self.calls.incoming
         self.store.before_commit.append(queue_deliveries)
@@ -118,6 +124,7 @@ class Platform:
         await self.bus.start()
         await self.store.migrate()
         self.jwt.rekey(await shared_secret(self.store, "jwt", self.settings.data_dir / "jwt.key"))
+        self.links.rekey(await shared_secret(self.store, "conference_link", self.settings.data_dir / "conference_link.key"))
         await ensure_sandbox_admin(self.accounts)
         try:
             await refuse_exposure_with_default_password(self.accounts)

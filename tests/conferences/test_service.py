@@ -5,15 +5,17 @@ talk detection events."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import Tenant
 from voipbin.calls.service import ConferenceJoinRequest
-from voipbin.conferences.service import Participant
+from voipbin.conferences.service import ConferenceService, Participant
 from voipbin.core.ids import new_id
 from voipbin.runtime import Platform
 from voipbin.store.models import Conference, Conferencecall
@@ -137,3 +139,38 @@ async def test_a_call_whose_media_closed_is_refused_and_not_left_joining(
     rows = (await client.get("/v1.0/conferencecalls", params={**alice.auth, "conference_id": conference_id})).json()
     assert [r["status"] for r in rows["result"]] == ["leaved"]
     assert conference_id not in platform.conferences.rooms
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_two_nodes_joining_an_empty_conference_at_once_leave_it_mixed_on_one(
+    client: httpx.AsyncClient, platform: Platform, alice: Tenant, backend: str
+) -> None:
+    links: list[tuple[str, str]] = []  # (the node that linked, the node it linked to)
+
+    def node(node_id: str) -> ConferenceService:
+        async def join_elsewhere(request: ConferenceJoinRequest, mixing: str) -> bool:
+            links.append((node_id, mixing))
+            return True
+
+        return ConferenceService(dataclasses.replace(platform.conferences.ctx, node_id=node_id, join_elsewhere=join_elsewhere))
+
+    nodes = [node("node-1"), node("node-2")]
+    endpoints = [await platform.sip.media.open_endpoint() for _ in nodes]
+    for attempt in range(5):
+        links.clear()
+        conference_id = await conference(client, alice, name=f"race {attempt}")
+        requests = [ConferenceJoinRequest(new_id(), alice.customer_id, "", e, conference_id, {}) for e in endpoints]
+        stays = [asyncio.create_task(n.attend(r)) for n, r in zip(nodes, requests, strict=True)]
+        async with asyncio.timeout(5):
+            while not (links and any(conference_id in n.rooms and n.rooms[conference_id].participants for n in nodes)):
+                await asyncio.sleep(0.01)
+        mixing = [n for n in nodes if conference_id in n.rooms]
+        assert len(mixing) == 1
+        mixer = mixing[0].ctx.node_id
+        assert links == [("node-2" if mixer == "node-1" else "node-1", mixer)]
+        await mixing[0].end(conference_id)
+        await asyncio.gather(*stays)
+    for service in nodes:
+        await service.stop()
+    for endpoint in endpoints:
+        await endpoint.close()

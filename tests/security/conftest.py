@@ -82,15 +82,16 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
         yield running
 
 
-async def sip_exchange(sip_port: int, template: str, source: str = "127.0.0.1") -> bytes:
+async def sip_exchange(sip_port: int, template: str, source: str = "127.0.0.1", *, final: bool = False) -> bytes:
     """Send one SIP request over UDP from ``source`` ({port} filled in with our socket's) and
-    return the first reply (b"" when none comes: a dropped request)."""
+    return the first reply past 100 Trying, or with ``final`` the first final one (b"" when none
+    comes: a dropped request)."""
     loop = asyncio.get_running_loop()
     answered: asyncio.Future[bytes] = loop.create_future()
 
     class Client(asyncio.DatagramProtocol):
         def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-            if not answered.done() and not data.startswith(b"SIP/2.0 100"):
+            if not answered.done() and not data.startswith(b"SIP/2.0 1" if final else b"SIP/2.0 100"):
                 answered.set_result(data)
 
     transport, _ = await loop.create_datagram_endpoint(Client, local_addr=(source, 0))

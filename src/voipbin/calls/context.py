@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from voipbin.calls.links import LinkSigner
 from voipbin.config import Settings
 from voipbin.core.clock import Clock
 from voipbin.core.egress import EgressPolicy
@@ -124,6 +125,10 @@ async def no_conferences(request: ConferenceJoinRequest) -> ConferenceSeat:
     raise ConferenceRefused("conferences are not available on this node")
 
 
+async def no_other_nodes(node_id: str) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class CallContext:
     settings: Settings
@@ -143,3 +148,7 @@ class CallContext:
     ai_talk: AiTalker = no_ai_talk
     ai_summary: AiSummarizer = no_ai_summary
     conference_join: ConferenceJoiner = no_conferences
+    # The SIP address ("host:port") of another live node of the install; None when it is gone.
+    node_sip_address: Callable[[str], Awaitable[str | None]] = no_other_nodes
+    # Signs and checks the links that take a call into a conference on another node (calls.links).
+    links: LinkSigner = field(default_factory=LinkSigner)

@@ -73,6 +73,12 @@ class NodeRegistry:
             return None
         return next((node.api_url for node in await self.alive() if node.id == node_id and node.api_url), None)
 
+    async def sip_address_of(self, node_id: str) -> str | None:
+        """The SIP address ("host:port") of another live node that takes calls; None if there is none."""
+        if node_id in ("", self.id):
+            return None
+        return next((node.sip_address for node in await self.alive() if node.id == node_id and node.sip_address), None)
+
     async def least_busy_media_node(self) -> Node | None:
         takers = [node for node in await self.alive() if node.role in ("all", "media") and node.api_url]
         return min(takers, key=lambda node: node.live_calls, default=None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import weakref
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from voipbin.calls.context import (
 )
 from voipbin.calls.detached import DetachedFlows, TooManyFlows
 from voipbin.calls.errors import CallError, CallRequestError, CallStateError, RecordingError
+from voipbin.calls.links import LINK_HEADER, ConferenceLink
 from voipbin.calls.live import CallChain, LiveCall
 from voipbin.calls.recording import RecordingOptions
 from voipbin.calls.runner import FlowRunner, prefetch_greeting
@@ -42,6 +44,7 @@ from voipbin.core.egress import EgressBlocked
 from voipbin.core.ids import new_id
 from voipbin.flows.actions import Action, FlowError, parse_actions
 from voipbin.flows.engine import CallHungUp
+from voipbin.media.endpoint import bridge
 from voipbin.sip.location import Binding
 from voipbin.sip.message import Address, Request
 from voipbin.sip.ua import CallState, SipCall
@@ -58,6 +61,8 @@ __all__ = [
     "CallStateError", "ConferenceJoinRequest", "ConferenceRefused", "Placed", "RecordingError", "RecordingOptions",
     "SummaryRefused", "SummaryRequest",
 ]  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 LIVE_STATES = ("dialing", "ringing", "progressing", "terminating", "canceling")
 # Carries a call's chain on the INVITEs of the legs it causes (see calls.live.CallChain).
@@ -456,6 +461,9 @@ class CallService:
 
     async def incoming(self, leg: SipCall, request: Request) -> None:
         """A call to us: run what its route says (``calls.inbound``), within the platform's bounds."""
+        if (token := request.headers.get(LINK_HEADER)) is not None:
+            await self._linked_participant(leg, token)
+            return
         route = await inbound.route(self.ctx, leg.identity, request.from_addr, unquote(request.sip_uri.user or ""))
         if route is None:
             leg.reject(404, "No Such Number")
@@ -485,6 +493,63 @@ class CallService:
             return leg
 
         await live.run(take_leg)
+
+    # -- conferences mixed on other nodes (calls.links) ---------------------------------------------
+
+    async def join_conference_on(self, request: ConferenceJoinRequest, node_id: str) -> bool:
+        """Take a live call of this node into a conference mixed on node ``node_id``: a SIP leg to
+        that node, bridged to the call until the participant leaves. False when it never joined."""
+        live = self.live.get(request.call_id)
+        address = await self.ctx.node_sip_address(node_id)
+        if live is None or live.endpoint is None or address is None:
+            return False
+        host, port = address.rsplit(":", 1)
+        uri = f"sip:conference@{host}:{port}"
+        binding = Binding(customer_id="", extension="", contact=uri, source=("udp", await _resolve(host), int(port)),
+                          expires_at=float("inf"))  # fmt: skip
+        link = ConferenceLink(request.customer_id, request.conference_id, request.call_id, request.activeflow_id,
+                              {name: bool(value) for name, value in request.options.items()})  # fmt: skip
+        hops = _onward(live)
+        headers = [*hops.pop("headers"), (LINK_HEADER, self.ctx.links.sign(link))]
+        leg = await self.ctx.ua.call([binding], self._caller_address(live.source), uri, headers=headers, **hops)
+        try:
+            if not await _answered(leg):
+                return False
+            joined = bridge(live.endpoint, leg.endpoint)
+            try:
+                await leg.ended.wait()
+            finally:
+                joined.close()
+        finally:
+            if not leg.ended.is_set():  # the caller hung up, or its flow moved on
+                self.ctx.spawn(leg.hangup("normal"))
+        return True
+
+    async def _linked_participant(self, leg: SipCall, token: str) -> None:
+        """A call of another node joining a conference mixed here: a participant, with no flow of its own."""
+        link = self.ctx.links.verify(token)
+        if link is None:
+            leg.reject(403, "Invalid Conference Link")
+            return
+        request = ConferenceJoinRequest(link.call_id, link.customer_id, link.activeflow_id, leg.endpoint,
+                                        link.conference_id, dict(link.options))  # fmt: skip
+        try:
+            seat = await self.ctx.conference_join(request)
+        except ConferenceRefused as refusal:
+            log.info("call %s of another node did not join: %s", link.call_id, refusal)
+            leg.reject(480, "Conference Unavailable")
+            return
+        await leg.answer()
+        attending = asyncio.ensure_future(seat.attend())
+        hung_up = asyncio.ensure_future(leg.ended.wait())
+        try:
+            await asyncio.wait([attending, hung_up], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (attending, hung_up):
+                waiter.cancel()
+            await asyncio.gather(attending, hung_up, return_exceptions=True)
+        if not leg.ended.is_set():
+            await leg.hangup("normal")
 
     # -- what live calls report ------------------------------------------------------------------
 
@@ -525,6 +590,17 @@ class CallService:
         if group is None or group.status == "hangup" or any(c in self.live for c in group.call_ids):
             return
         await records.change(self.ctx.store, Groupcall, groupcall_id, "groupcall_hangup", status="hangup")
+
+
+async def _answered(leg: SipCall) -> bool:
+    """Wait for an outgoing leg to answer; False when it ended first."""
+    waiters = [asyncio.ensure_future(leg.answered.wait()), asyncio.ensure_future(leg.ended.wait())]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return leg.answered.is_set() and not leg.ended.is_set()
 
 
 def _onward(master: LiveCall | None) -> dict[str, Any]:

@@ -37,7 +37,7 @@ class ConferenceRecording:
         async with self._store.transaction() as tx:
             tx.session.add(self.row)
             announce(tx, self.row, "recording_started")
-            conference = await tx.session.get(Conference, self.row.reference_id)
+            conference = await tx.session.get(Conference, self.row.reference_id, with_for_update=True)
             if conference is not None:
                 conference.recording_id = self.row.id
                 conference.recording_ids = [*conference.recording_ids, self.row.id]
@@ -56,7 +56,7 @@ class ConferenceRecording:
                 row.status, row.tm_end = "ended", tx.clock.now()
                 row.tm_update = row.tm_end
                 announce(tx, row, "recording_finished")
-            conference = await tx.session.get(Conference, self.row.reference_id)
+            conference = await tx.session.get(Conference, self.row.reference_id, with_for_update=True)
             if conference is not None and conference.recording_id == self.row.id:
                 conference.recording_id = ""  # as a call's: recording_ids keeps it
                 conference.tm_update = tx.clock.now()

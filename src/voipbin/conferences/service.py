@@ -1,8 +1,9 @@
 """Conferences: calls that hear each other through one mixer, and the participants' controls.
 
-A conference lives on one node: the first call to join it there gives it a mixer on that node's
-media ticker (:class:`~voipbin.media.mixer.Mixer`), and each joining call's endpoint becomes a leg
-of it. A call's flow reaches it through ``conference_join`` (the call context's
+A conference lives on one node: the first call to join claims it for its node, which gives it a
+mixer on its media ticker (:class:`~voipbin.media.mixer.Mixer`), and each joining call's endpoint
+becomes a leg of it. A call on another node joins through a link to the mixing node (the context's
+``join_elsewhere``; see ``voipbin.calls.links``). A call's flow reaches it through ``conference_join`` (the call context's
 ``conference_join``, wired here by the platform): the call takes a :class:`Seat`, runs the
 conference's ``pre_flow_id``, stays until it leaves (kicked, the conference ended, it hung up),
 then runs ``post_flow_id`` (which VoIPBIN stores and never runs) and its own flow goes on.
@@ -18,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from voipbin.calls.service import ConferenceJoinRequest, ConferenceRefused
 from voipbin.conferences.recording import ConferenceRecording
@@ -59,6 +60,10 @@ def hold_music() -> bytes:
     return tune.astype("<i2").tobytes()
 
 
+async def _one_node(request: ConferenceJoinRequest, node_id: str) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class ConferenceContext:
     store: Store
@@ -72,6 +77,9 @@ class ConferenceContext:
     # and the check that refuses a language none here understands (SttError).
     transcriber: Callable[..., LiveTranscriber]
     check_transcription: Callable[[str, str], None]
+    # Takes a call of this node into a conference mixed on another node (the calls' front door's
+    # ``join_conference_on``); returns once it has left, False when it never joined.
+    join_elsewhere: Callable[[ConferenceJoinRequest, str], Awaitable[bool]] = _one_node
 
 
 @dataclass
@@ -146,11 +154,13 @@ class ConferenceService:
             self._kick_all(room)
             await self._end_recording(room)
             await self._end_transcription(room)
+        async with self.ctx.store.transaction() as tx:  # the next call to join mixes them, on its node
+            await tx.session.execute(update(Conference).where(Conference.node_id == self.ctx.node_id).values(node_id=""))
 
     async def forget_nodes(self, node_ids: list[str]) -> None:
         """Conferences mixed on nodes that died lost their participants with their calls: record
         each participant as gone, so the next call to join mixes the conference on its own node."""
-        node_ids = [node_id for node_id in node_ids if node_id]  # "" is a conference nobody joined yet
+        node_ids = [node_id for node_id in node_ids if node_id]  # "" is a conference no node mixes
         if not node_ids:
             return
         async with self.ctx.store.session() as session:
@@ -189,7 +199,7 @@ class ConferenceService:
         if (timer := self._timers.pop(conference_id, None)) is not None:
             timer.cancel()
         async with self.ctx.store.transaction() as tx:
-            row = await tx.session.get(Conference, conference_id)
+            row = await tx.session.get(Conference, conference_id, with_for_update=True)
             if row is None:
                 return None
             if row.status not in ("terminating", "terminated"):
@@ -203,7 +213,7 @@ class ConferenceService:
             await self._end_recording(room)
             await self._end_transcription(room)
         async with self.ctx.store.transaction() as tx:
-            row = await tx.session.get(Conference, conference_id)
+            row = await tx.session.get(Conference, conference_id, with_for_update=True)
             if row is None:
                 return None
             now = tx.clock.now()
@@ -242,8 +252,8 @@ class ConferenceService:
             raise ConferenceRefused(f"conference {conference_id} does not exist in this call's account")
         if conference.status != "progressing":
             raise ConferenceRefused(f"conference {conference.id} is {conference.status}")
-        if conference.node_id and conference.node_id != self.ctx.node_id and conference.conferencecall_ids:
-            raise ConferenceRefused(f"conference {conference.id} is mixed on another node")
+        if self._mixed_elsewhere(conference):
+            return conference  # the mixing node admits the call, or refuses it
         room = self.rooms.get(conference.id)
         size = len(room.participants) if room is not None else 0
         limit = CONNECT_SIZE if conference.type == "connect" else MAX_PARTICIPANTS
@@ -251,8 +261,25 @@ class ConferenceService:
             raise ConferenceRefused(f"conference {conference.id} is full ({limit} calls)")
         return conference
 
+    def _mixed_elsewhere(self, conference: Conference) -> bool:
+        return bool(conference.node_id and conference.node_id != self.ctx.node_id)
+
+    async def _mixing_node(self, conference_id: str) -> str:
+        """The node that mixes the conference: the one that does already, else (claimed now) this one.
+        The claim is made under the row's lock, so two nodes never both start mixing it."""
+        async with self.ctx.store.transaction() as tx:
+            conference = await tx.session.get(Conference, conference_id, with_for_update=True)
+            assert conference is not None
+            if not conference.node_id:
+                conference.node_id = self.ctx.node_id
+            return conference.node_id
+
     async def attend(self, request: ConferenceJoinRequest) -> None:
         conference = await self._joinable(request.customer_id, request.conference_id)
+        if (node_id := await self._mixing_node(conference.id)) != self.ctx.node_id:
+            if not await self.ctx.join_elsewhere(request, node_id):
+                raise ConferenceRefused(f"conference {conference.id} is mixed on another node, which did not take the call")
+            return
         room = self._room(conference)
         options = request.options
         row = Conferencecall(
@@ -300,15 +327,16 @@ class ConferenceService:
         return room
 
     async def _joined(self, conference_id: str, row_id: str) -> None:
+        # The conference's row is locked where its lists change: calls join and leave at once.
         async with self.ctx.store.transaction() as tx:
             row = await tx.session.get(Conferencecall, row_id)
-            conference = await tx.session.get(Conference, conference_id)
+            conference = await tx.session.get(Conference, conference_id, with_for_update=True)
             assert row is not None and conference is not None
             now = tx.clock.now()
             row.status, row.tm_update = "joined", now
             announce(tx, row, "conferencecall_joined")
             conference.conferencecall_ids = [*conference.conferencecall_ids, row_id]
-            conference.node_id, conference.tm_update = self.ctx.node_id, now
+            conference.tm_update = now
             announce(tx, conference, "conference_updated")
 
     async def _leave(self, room: Room, participant: Participant) -> None:
@@ -319,7 +347,7 @@ class ConferenceService:
         room.participants.pop(participant.row_id, None)
         async with self.ctx.store.transaction() as tx:
             row = await tx.session.get(Conferencecall, participant.row_id)
-            conference = await tx.session.get(Conference, room.conference_id)
+            conference = await tx.session.get(Conference, room.conference_id, with_for_update=True)
             assert row is not None and conference is not None
             now = tx.clock.now()
             row.status, row.tm_update = "leaving", now

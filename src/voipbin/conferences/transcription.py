@@ -51,7 +51,7 @@ class ConferenceTranscription:
         async with self._store.transaction() as tx:
             tx.session.add(self.row)
             announce(tx, self.row, "transcribe_created")
-            conference = await tx.session.get(Conference, self.row.reference_id)
+            conference = await tx.session.get(Conference, self.row.reference_id, with_for_update=True)
             if conference is not None:
                 conference.transcribe_id = self.row.id
                 conference.transcribe_ids = [*conference.transcribe_ids, self.row.id]
@@ -84,7 +84,7 @@ class ConferenceTranscription:
             if row is not None and row.status != "done":
                 row.status, row.tm_update = "done", tx.clock.now()
                 announce(tx, row, "transcribe_done")
-            conference = await tx.session.get(Conference, self.row.reference_id)
+            conference = await tx.session.get(Conference, self.row.reference_id, with_for_update=True)
             if conference is not None and conference.transcribe_id == self.row.id:
                 conference.transcribe_id = ""  # transcribe_ids keeps it
                 conference.tm_update = tx.clock.now()
